@@ -1,0 +1,123 @@
+"""Training data: a default corpus that needs no download, token files, text files.
+
+- ``stdlib``: the bytes of every ``.py`` file under ``sysconfig.get_paths()["stdlib"]`` (skipping
+  ``site-packages``, ``dist-packages`` and ``__pycache__``), in sorted relative-path order,
+  each followed by a NUL separator; byte-level (vocab 256). The last ``val_fraction`` of the
+  stream is validation. Different Python builds ship different bytes, so the sha256 of the whole
+  stream is recorded with every run (never hard-code it).
+- ``tokens``: nanoGPT-style flat ``uint16`` files: ``path`` is a directory holding ``train.bin``
+  and ``val.bin``, or a train file (then ``val_path``, or the last ``val_fraction`` of it).
+  Memory-mapped; the hash covers the first 64 MiB of each file plus its size.
+- ``text``: a UTF-8 text file, or a directory of ``*.txt`` files (sorted), byte-level.
+
+Batches are random windows drawn with a generator seeded by (seed, step, rank), so the data
+position of a run is its step: a resumed run sees exactly the batches it would have seen.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HASH_HEAD = 64 << 20  # bytes of a token file that go into its hash
+
+
+@dataclass
+class Corpus:
+    name: str
+    train: np.ndarray  # 1-D uint8 / uint16
+    val: np.ndarray
+    vocab_size: int
+    sha256: str
+
+    def batch(self, step: int, seed: int, rank: int, batch_size: int, seq_len: int):
+        """Input and target windows (int64 numpy arrays of shape [batch_size, seq_len])."""
+        rng = np.random.default_rng([seed, step, rank])
+        starts = rng.integers(0, len(self.train) - seq_len - 1, size=batch_size)
+        idx = starts[:, None] + np.arange(seq_len + 1)
+        w = self.train[idx].astype(np.int64)
+        return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])
+
+    def eval_windows(self, n_tokens: int, seq_len: int):
+        """The fixed held-out set: the first ``n_tokens`` of the validation split, cut into
+        consecutive windows of ``seq_len`` (at least one window)."""
+        n = max(1, min(n_tokens, len(self.val) - 1) // seq_len)
+        w = self.val[: n * seq_len + 1].astype(np.int64)
+        x = w[:-1].reshape(n, seq_len)
+        y = w[1:].reshape(n, seq_len)
+        return x, y
+
+
+def stdlib_files(root: str | None = None) -> list[Path]:
+    root = Path(root or sysconfig.get_paths()["stdlib"])
+    out = []
+    for dp, dn, fn in os.walk(root):
+        dn[:] = [d for d in dn if d not in ("site-packages", "dist-packages", "__pycache__")]
+        out += [Path(dp) / f for f in fn if f.endswith(".py")]
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _split(stream: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    n_val = max(1, int(len(stream) * val_fraction))
+    return stream[:-n_val], stream[-n_val:]
+
+
+@functools.lru_cache(maxsize=4)
+def _stdlib_stream() -> tuple[np.ndarray, str]:
+    buf = b"".join(p.read_bytes() + b"\0" for p in stdlib_files())
+    return np.frombuffer(buf, dtype=np.uint8), hashlib.sha256(buf).hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(HASH_HEAD))
+    h.update(str(path.stat().st_size).encode())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _load(kind: str, path: str | None, val_path: str | None, vocab_size: int | None,
+          val_fraction: float) -> Corpus:
+    if kind == "stdlib":
+        stream, sha = _stdlib_stream()
+        train, val = _split(stream, val_fraction)
+        return Corpus("stdlib", train, val, 256, sha)
+    p = Path(path)
+    if kind == "tokens":
+        if p.is_dir():
+            tr, va = p / "train.bin", p / "val.bin"
+        else:
+            tr, va = p, Path(val_path) if val_path else None
+        train = np.memmap(tr, dtype=np.uint16, mode="r")
+        h = hashlib.sha256(_file_hash(tr).encode())
+        if va is not None:
+            val = np.memmap(va, dtype=np.uint16, mode="r")
+            h.update(_file_hash(va).encode())
+        else:
+            train, val = _split(train, val_fraction)
+        return Corpus(f"tokens:{p.name}", train, val, int(vocab_size or 50304), h.hexdigest())
+    if kind == "text":
+        files = sorted(p.glob("*.txt")) if p.is_dir() else [p]
+        buf = b"".join(f.read_bytes() for f in files)
+        if not buf:
+            raise ValueError(f"data.path {path!r}: no text found")
+        stream = np.frombuffer(buf, dtype=np.uint8)
+        if val_path:
+            val = np.frombuffer(Path(val_path).read_bytes(), dtype=np.uint8)
+            train = stream
+        else:
+            train, val = _split(stream, val_fraction)
+        return Corpus(f"text:{p.name}", train, val, 256, hashlib.sha256(buf).hexdigest())
+    raise ValueError(f"unknown data kind {kind!r}")
+
+
+def load_corpus(data: dict) -> Corpus:
+    """Corpus for a cell's ``config['data']`` (cached per process)."""
+    return _load(data["kind"], data.get("path"), data.get("val_path"), data.get("vocab_size"),
+                 float(data.get("val_fraction", 0.01)))

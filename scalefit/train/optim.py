@@ -1,0 +1,86 @@
+"""Optimizers: AdamW with nanoGPT parameter groups, and AdamH (Adam on the hypersphere).
+
+**AdamW** (``torch.optim.AdamW``): every 2-D parameter (hidden matrices, token and position
+embeddings, an untied LM head) gets decoupled weight decay ``W <- (1 - lr_t * wd) W``; gains and
+biases get none. One LR for all groups, scaled by the schedule.
+
+**AdamH** (Wen et al. 2025, "Hyperball"; Levanter ``optim/adamh.py``). Covered parameters: the
+hidden Linear weights (q, k, v, o, fc, proj of every block) and an *untied* LM head (as
+Levanter does: it is a Linear). With u the bias-corrected Adam direction m_hat / (sqrt(v_hat) + eps)
+and R = ||W_0||_F stored at the first step::
+
+    W <- R * normalize(W - lr_t * R * normalize(u)),     lr_t = lr * s(t)
+
+so every covered matrix stays on the sphere of radius R and the LR *is* the relative step before
+projection (the per-step angle is ~ lr_t). The token/position embeddings (a tied LM head
+included), LayerNorm gains and biases use plain Adam (no weight decay) at ``adam_lr * s(t)``.
+AdamH itself uses no weight decay: on the sphere it is a first-order no-op.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class AdamH(torch.optim.Optimizer):
+    """Adam whose ``hyper=True`` groups are kept on the sphere of their initial Frobenius norm."""
+
+    def __init__(self, params, lr: float = 1e-2, betas=(0.9, 0.95), eps: float = 1e-8):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, hyper=False))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = 0
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if group["hyper"]:
+                        st["radius"] = float(p.double().norm())  # R = ||W_0||_F
+                        if st["radius"] == 0.0:
+                            raise ValueError("AdamH cannot keep a zero-initialised matrix on a sphere")
+                st["step"] += 1
+                m, v, t = st["exp_avg"], st["exp_avg_sq"], st["step"]
+                m.lerp_(p.grad, 1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                u = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt_().add_(eps))
+                if group["hyper"]:
+                    R = st["radius"]
+                    # tensor-valued scales: no host sync per matrix on GPU
+                    p.sub_(u.mul_((lr * R) / u.norm().clamp_min(1e-12)))
+                    p.mul_(R / p.norm())
+                else:
+                    p.sub_(u, alpha=lr)
+        return loss
+
+
+def build_optimizer(model, config: dict) -> torch.optim.Optimizer:
+    """Optimizer for ``model`` from a cell config; each group carries ``base_lr`` (the peak LR)
+    so the training loop sets ``group['lr'] = group['base_lr'] * s(t)``."""
+    hidden = {id(p) for _, p in model.hidden_matrices()}
+    betas, eps = tuple(config["betas"]), config["eps"]
+    if config["optimizer"] == "adamw":
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        lr = config["lr"]
+        groups = [dict(params=decay, weight_decay=config["weight_decay"], base_lr=lr, lr=lr, name="decay"),
+                  dict(params=no_decay, weight_decay=0.0, base_lr=lr, lr=lr, name="no_decay")]
+        return torch.optim.AdamW(groups, betas=betas, eps=eps)
+    if config["optimizer"] == "adamh":
+        if model.lm_head is not None:
+            hidden.add(id(model.lm_head.weight))
+        hyper = [p for p in model.parameters() if id(p) in hidden]
+        rest = [p for p in model.parameters() if id(p) not in hidden]
+        lr, alr = config["lr"], config["adam_lr"]
+        groups = [dict(params=hyper, hyper=True, base_lr=lr, lr=lr, name="hyper"),
+                  dict(params=rest, hyper=False, base_lr=alr, lr=alr, name="adam")]
+        return AdamH(groups, betas=betas, eps=eps)
+    raise ValueError(f"unknown optimizer {config['optimizer']!r}")

@@ -1,0 +1,257 @@
+"""The hierarchical model: every cell's loss valley in log LR plus a curved law for the optimum.
+
+For run r in cell s, with x = ln LR (standardized) and y = final loss (standardized):
+
+    y_r ~ StudentT(nu, L_s + A_s * g(x_r - m_s), sigma_s)      ok runs inside the window
+    P(y_r >= c_s)                                               diverged runs (right-censored)
+    m_s ~ Normal(theta0 + sum_a theta1_a z_a,s + theta2_a z_a,s^2, tau)
+    L_s, log A_s, log sigma_s partially pooled (floors regress on z_N and z_D)
+
+g(d) = d^2 (symmetric) or the power-law pair 2[q e^{-pd} + p e^{qd} - (p+q)] / (pq(p+q)),
+which equals d^2 to second order, keeps its minimum at d = 0 and, unlike a parabola, grows
+exponentially on both sides (THEORY.md 4.1). c_s is the worst ok loss in the cell: a
+diverged run was at least as bad as anything that finished.
+
+All arrays have a fixed shape per (table, config); leaving a cell out only zeroes its weights,
+so one compiled model serves every backtest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from scalefit.config import ModelConfig
+
+AXIS_COLUMNS = {"N": "n_params", "D": "n_tokens"}
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """Affine maps between raw units and the model's standardized units (saved in the fit)."""
+
+    x_center: float  # ln LR subtracted from x
+    y_center: float
+    y_scale: float
+    log_n_mean: float
+    log_n_sd: float
+    log_d_mean: float
+    log_d_sd: float
+
+    def z(self, axis: str, value) -> np.ndarray:
+        """Standardized log covariate; 0 when the table does not vary along the axis."""
+        mean, sd = (self.log_n_mean, self.log_n_sd) if axis == "N" else (self.log_d_mean, self.log_d_sd)
+        value = np.asarray(value, dtype=float)
+        return (np.log(value) - mean) / sd if sd > 0 else np.zeros_like(value)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Standardization":
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Arrays fed to the PyMC model, one entry per run (or per cell for z_*)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    cell: np.ndarray
+    censored: np.ndarray  # 1.0 for diverged runs kept as censored observations
+    weight: np.ndarray  # 0.0: outside the window, excluded by rule, or in a held-out cell
+    threshold: np.ndarray  # standardized censoring threshold c_s (per run)
+    z_n: np.ndarray
+    z_d: np.ndarray
+    std: Standardization
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.z_n)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The swappable data containers, by name."""
+        return {
+            "x": self.x, "y": self.y, "cell_index": self.cell, "censored": self.censored,
+            "weight": self.weight, "threshold": self.threshold, "z_n": self.z_n, "z_d": self.z_d,
+        }
+
+
+def initial_values(data: ModelData) -> dict[str, np.ndarray]:
+    """Start each cell at its best observed run: far from it, the exponential valley sides
+    overflow and a chain can stall before adaptation begins."""
+    observed = (data.weight > 0) & (data.censored == 0)
+    best_x = np.zeros(data.n_cells)
+    best_y = np.zeros(data.n_cells)
+    for c in np.unique(data.cell[observed]):
+        idx = np.flatnonzero(observed & (data.cell == c))
+        i = idx[np.argmin(data.y[idx])]
+        best_x[c], best_y[c] = data.x[i], data.y[i]
+    return {"log_lr_opt": best_x, "floor": best_y}
+
+
+def lr_column(config: ModelConfig) -> str:
+    return "eff_lr" if config.lr_kind == "effective" else "lr"
+
+
+def run_weights(runs: pd.DataFrame, config: ModelConfig, held_out=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which runs enter the likelihood, and how: returns (weight, censored, threshold_raw).
+
+    Rule, stated in every fit: ok runs within `window_octaves` of the cell's best observed LR
+    are observed; diverged runs in the same window are right-censored at the cell's worst ok
+    loss (or excluded); failed runs and held-out cells never enter.
+    """
+    col = lr_column(config)
+    lr = runs[col].to_numpy(dtype=float)
+    loss = runs["final_loss"].to_numpy(dtype=float)
+    status = runs["status"].to_numpy()
+    cell = runs["cell"].to_numpy()
+    ok = (status == "ok") & np.isfinite(loss) & np.isfinite(lr) & (lr > 0)
+    diverged = (status == "diverged") & np.isfinite(lr) & (lr > 0)
+
+    frame = pd.DataFrame({"cell": cell, "log2lr": np.log2(np.where(lr > 0, lr, 1.0)), "loss": loss, "ok": ok})
+    best = frame[ok].sort_values("loss").groupby("cell")["log2lr"].first()
+    best_of_run = frame["cell"].map(best).to_numpy(dtype=float)
+    in_window = np.abs(frame["log2lr"].to_numpy() - best_of_run) <= config.window_octaves + 1e-9
+    worst = frame[ok & in_window].groupby("cell")["loss"].max()
+    threshold = frame["cell"].map(worst).to_numpy(dtype=float)
+
+    keep_diverged = diverged & in_window & np.isfinite(threshold) & (config.diverged == "censor")
+    weight = ((ok & in_window) | keep_diverged).astype(float)
+    if len(held_out):
+        weight[np.isin(cell, np.asarray(held_out))] = 0.0
+    return weight, keep_diverged.astype(float), threshold
+
+
+def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_out=()) -> ModelData:
+    """Turn a validated runs table (scalefit.grid) into standardized model arrays.
+
+    Standardization uses only the cells that carry data, so a held-out cell is a true
+    extrapolation in z.
+    """
+    col = lr_column(config)
+    if col not in runs.columns:
+        raise ValueError(
+            f"lr_kind={config.lr_kind!r} needs an '{col}' column in the runs table; "
+            "collect runs with the weight-norm probe or fit the nominal LR"
+        )
+    weight, censored, threshold = run_weights(runs, config, held_out)
+    cell = runs["cell"].to_numpy(dtype=int)
+    used_cells = np.unique(cell[weight > 0])
+    if len(used_cells) < 2:
+        raise ValueError(f"need at least 2 cells with usable runs to fit a law, got {len(used_cells)}")
+
+    lr = runs[col].to_numpy(dtype=float)
+    log_lr = np.log(np.where(np.isfinite(lr) & (lr > 0), lr, 1.0))
+    loss = runs["final_loss"].to_numpy(dtype=float)
+    observed = (weight > 0) & (censored == 0)
+
+    by_cell = pd.DataFrame({"cell": cell, "x": log_lr, "y": loss})[observed]
+    best_rows = by_cell.sort_values("y").groupby("cell").first()
+    spread = by_cell.groupby("cell")["y"].agg(lambda v: v.max() - v.min())
+    y_scale = float(np.median(spread[spread > 0])) if (spread > 0).any() else 1.0
+
+    n_cell = cells.loc[used_cells]
+    log_n = np.log(n_cell["n_params"].to_numpy(dtype=float))
+    log_d = np.log(n_cell["n_tokens"].to_numpy(dtype=float))
+    std = Standardization(
+        x_center=float(best_rows["x"].mean()),
+        y_center=float(best_rows["y"].median()),
+        y_scale=y_scale,
+        log_n_mean=float(log_n.mean()),
+        log_n_sd=float(log_n.std()) if log_n.std() > 1e-9 else 0.0,
+        log_d_mean=float(log_d.mean()),
+        log_d_sd=float(log_d.std()) if log_d.std() > 1e-9 else 0.0,
+    )
+    for axis in config.axes:
+        sd = std.log_n_sd if axis == "N" else std.log_d_sd
+        if sd == 0.0:
+            other = "D" if axis == "N" else "N"
+            raise ValueError(
+                f"all fitted cells share one {AXIS_COLUMNS[axis]} value, so a law along {axis} "
+                f"cannot be fitted; use --axis {other}"
+            )
+    if config.law == "quadratic" and len(used_cells) < 3:
+        raise ValueError("a quadratic law needs at least 3 cells with data; use law='linear'")
+
+    y_std = np.where(np.isfinite(loss), (loss - std.y_center) / std.y_scale, 0.0)
+    thr = np.where(np.isfinite(threshold), (threshold - std.y_center) / std.y_scale, 0.0)
+    return ModelData(
+        x=log_lr - std.x_center,
+        y=np.where(weight > 0, y_std, 0.0) * (1 - censored),
+        cell=cell,
+        censored=censored,
+        weight=weight,
+        threshold=thr,
+        z_n=std.z("N", cells["n_params"].to_numpy(dtype=float)),
+        z_d=std.z("D", cells["n_tokens"].to_numpy(dtype=float)),
+        std=std,
+    )
+
+
+def valley_shape(d, log_rate_low=None, log_rate_high=None, xp=np):
+    """g(d): d^2 when rates are None, else the asymmetric power-law pair (g ~ d^2 near 0)."""
+    if log_rate_low is None:
+        return d**2
+    p, q = xp.exp(log_rate_low), xp.exp(log_rate_high)
+    return 2.0 * (q * xp.exp(-p * d) + p * xp.exp(q * d) - (p + q)) / (p * q * (p + q))
+
+
+def law_terms(config: ModelConfig) -> list[tuple[str, str, int]]:
+    """(variable name, axis, power) for each law coefficient beyond the intercept."""
+    terms = []
+    for axis in config.axes:
+        terms.append((f"law_slope_{axis}", axis, 1))
+        if config.law == "quadratic":
+            terms.append((f"law_curvature_{axis}", axis, 2))
+    return terms
+
+
+def build_model(data: ModelData, config: ModelConfig):
+    """The PyMC model for `data` (import of PyMC deferred: the CLI's `check` must stay fast)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    pr = config.priors
+    coords = {"cell": np.arange(data.n_cells), "run": np.arange(len(data.x))}
+    with pm.Model(coords=coords) as model:
+        d = {name: pm.Data(name, value, dims="cell" if name.startswith("z_") else "run")
+             for name, value in data.arrays().items()}
+        z = {"N": d["z_n"], "D": d["z_d"]}
+
+        law = pm.Normal("law_intercept", **pr["law_intercept"])
+        for name, axis, power in law_terms(config):
+            prior = pr["law_slope"] if power == 1 else pr["law_curvature"]
+            law = law + pm.Normal(name, **prior) * z[axis] ** power
+        tau = pm.HalfNormal("law_residual_sd", **pr["law_residual_sd"])
+        m = pm.Normal("log_lr_opt", mu=law, sigma=tau, dims="cell")
+
+        floor_mean = (pm.Normal("floor_intercept", **pr["floor_intercept"])
+                      + pm.Normal("floor_slope_N", **pr["floor_slope"]) * z["N"]
+                      + pm.Normal("floor_slope_D", **pr["floor_slope"]) * z["D"])
+        floor = pm.Normal("floor", mu=floor_mean, sigma=pm.HalfNormal("floor_sd", **pr["floor_sd"]), dims="cell")
+        # Non-centred: when cells share one width (or one noise level) the centred form funnels.
+        log_width = pm.Deterministic(
+            "log_width", pm.Normal("log_width_mean", **pr["log_width_mean"])
+            + pm.HalfNormal("log_width_sd", **pr["log_width_sd"]) * pm.Normal("log_width_z", 0, 1, dims="cell"),
+            dims="cell")
+        log_noise = pm.Deterministic(
+            "log_noise", pm.Normal("log_noise_mean", **pr["log_noise_mean"])
+            + pm.HalfNormal("log_noise_sd", **pr["log_noise_sd"]) * pm.Normal("log_noise_z", 0, 1, dims="cell"),
+            dims="cell")
+
+        rates = (None, None)
+        if config.valley == "asymmetric":
+            rates = (pm.Normal("log_rate_low", **pr["log_rate_low"]),
+                     pm.Normal("log_rate_high", **pr["log_rate_high"]))
+        cell = d["cell_index"]
+        mu = floor[cell] + pt.exp(log_width)[cell] * valley_shape(d["x"] - m[cell], *rates, xp=pt)
+        sigma = pt.exp(log_noise)[cell]
+        dist = pm.StudentT.dist(nu=config.nu, mu=mu, sigma=sigma)
+        loglik = pt.where(d["censored"] > 0, pm.logccdf(dist, d["threshold"]), pm.logp(dist, d["y"]))
+        pm.Potential("loglik", (d["weight"] * loglik).sum())
+    return model

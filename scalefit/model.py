@@ -74,10 +74,15 @@ class ModelData:
         return len(self.z_n)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The swappable data containers, by name."""
+        """The swappable data containers: only runs that enter the likelihood, split into
+        observed and censored (the Student-t survival function is costly; evaluate it only
+        where needed). Lengths may change between refits; the number of cells may not."""
+        obs = (self.weight > 0) & (self.censored == 0)
+        cens = (self.weight > 0) & (self.censored > 0)
         return {
-            "x": self.x, "y": self.y, "cell_index": self.cell, "censored": self.censored,
-            "weight": self.weight, "threshold": self.threshold, "z_n": self.z_n, "z_d": self.z_d,
+            "x_obs": self.x[obs], "y_obs": self.y[obs], "cell_obs": self.cell[obs],
+            "x_cens": self.x[cens], "threshold_cens": self.threshold[cens], "cell_cens": self.cell[cens],
+            "z_n": self.z_n, "z_d": self.z_d,
         }
 
 
@@ -217,9 +222,9 @@ def build_model(data: ModelData, config: ModelConfig):
     import pytensor.tensor as pt
 
     pr = config.priors
-    coords = {"cell": np.arange(data.n_cells), "run": np.arange(len(data.x))}
+    coords = {"cell": np.arange(data.n_cells)}
     with pm.Model(coords=coords) as model:
-        d = {name: pm.Data(name, value, dims="cell" if name.startswith("z_") else "run")
+        d = {name: pm.Data(name, value, dims="cell" if name.startswith("z_") else None)
              for name, value in data.arrays().items()}
         z = {"N": d["z_n"], "D": d["z_d"]}
 
@@ -248,10 +253,11 @@ def build_model(data: ModelData, config: ModelConfig):
         if config.valley == "asymmetric":
             rates = (pm.Normal("log_rate_low", **pr["log_rate_low"]),
                      pm.Normal("log_rate_high", **pr["log_rate_high"]))
-        cell = d["cell_index"]
-        mu = floor[cell] + pt.exp(log_width)[cell] * valley_shape(d["x"] - m[cell], *rates, xp=pt)
-        sigma = pt.exp(log_noise)[cell]
-        dist = pm.StudentT.dist(nu=config.nu, mu=mu, sigma=sigma)
-        loglik = pt.where(d["censored"] > 0, pm.logccdf(dist, d["threshold"]), pm.logp(dist, d["y"]))
-        pm.Potential("loglik", (d["weight"] * loglik).sum())
+        dist = {}
+        for part in ("obs", "cens"):
+            cell = d[f"cell_{part}"]
+            mu = floor[cell] + pt.exp(log_width)[cell] * valley_shape(d[f"x_{part}"] - m[cell], *rates, xp=pt)
+            dist[part] = pm.StudentT.dist(nu=config.nu, mu=mu, sigma=pt.exp(log_noise)[cell])
+        pm.Potential("loglik_obs", pm.logp(dist["obs"], d["y_obs"]).sum())
+        pm.Potential("loglik_cens", pm.logccdf(dist["cens"], d["threshold_cens"]).sum())
     return model

@@ -54,7 +54,7 @@ def _compiled(data: ModelData, config: ModelConfig):
     """nutpie-compiled model for this structure; later calls only swap the data."""
     import nutpie
 
-    key = (config.hash, len(data.x), data.n_cells)
+    key = (config.hash, data.n_cells)
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = nutpie.compile_pymc_model(build_model(data, config), initial_points=initial_values(data))
@@ -72,6 +72,7 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
             _compiled(data, config), draws=settings.draws, tune=settings.tune,
             chains=settings.chains, cores=min(settings.chains, os.cpu_count() or 1),
             seed=settings.seed, progress_bar=settings.progress, save_warmup=False,
+            adaptation="low_rank",
         )
     import pymc as pm
 

@@ -1,0 +1,76 @@
+"""One object for a fitted model: runs table + config + posterior, with predict/save/load.
+
+    table = load_runs("runs.csv")
+    fit = fit_runs(table, ModelConfig(axis="N"))
+    fit.predict(n_params=1e9, n_tokens=2e10).lr_median
+    fit.save("fit.nc"); Fit.load("fit.nc")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scalefit.baseline import BaselineFit, fit_baseline
+from scalefit.config import ModelConfig
+from scalefit.grid import RunsTable
+from scalefit.model import Standardization, prepare
+from scalefit.sampling import Convergence, SamplerSettings, convergence, sample
+
+
+@dataclass
+class Fit:
+    config: ModelConfig
+    table: RunsTable
+    std: Standardization
+    tree: object  # xarray DataTree: posterior, sample_stats (+ data groups once saved)
+    convergence: Convergence | None
+    baseline: BaselineFit
+    held_out: tuple[int, ...] = ()
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+
+    @property
+    def posterior(self):
+        return self.tree["posterior"]
+
+    def fitted_cells(self) -> np.ndarray:
+        """Cells whose runs entered the likelihood."""
+        return np.array([c for c in self.table.cells.index if c not in set(self.held_out)])
+
+    def z_range(self) -> dict[str, tuple[float, float]]:
+        cells = self.table.cells.loc[self.fitted_cells()]
+        out = {}
+        for axis, col in (("N", "n_params"), ("D", "n_tokens")):
+            z = self.std.z(axis, cells[col].to_numpy(dtype=float))
+            out[axis] = (float(z.min()), float(z.max()))
+        return out
+
+    def predict(self, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0):
+        from scalefit.predict import predict
+
+        return predict(self, n_params, n_tokens, prob=prob, seed=seed)
+
+    def save(self, path) -> None:
+        from scalefit.fitfile import save_fit
+
+        save_fit(self, path)
+
+    @classmethod
+    def load(cls, path) -> "Fit":
+        from scalefit.fitfile import load_fit
+
+        return load_fit(path)
+
+
+def fit_runs(table: RunsTable, config: ModelConfig = ModelConfig(),
+             settings: SamplerSettings = SamplerSettings(), held_out=()) -> Fit:
+    """Sample the posterior for `table` (cells in `held_out` keep their place but no data)."""
+    held_out = tuple(int(c) for c in held_out)
+    data = prepare(table.runs, table.cells, config, held_out=held_out)
+    tree = sample(data, config, settings)
+    return Fit(
+        config=config, table=table, std=data.std, tree=tree, convergence=convergence(tree),
+        baseline=fit_baseline(table.runs, table.cells, config, held_out=held_out),
+        held_out=held_out, sampler=settings,
+    )

@@ -1,0 +1,125 @@
+"""Posterior prediction at a target scale: the target is a NEW cell, so its optimum draws a
+fresh law residual from Normal(0, tau) and its valley width from the population.
+
+Intervals are equal-tailed (ETI): invariant under exp, so the LR interval is the exp of the
+log-LR interval. Every interval states its probability and kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from scalefit.model import law_terms, valley_shape
+
+DEFAULT_PROBS = (0.5, 0.9, 0.95)
+INTERVAL_KIND = "ETI"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    n_params: float
+    n_tokens: float
+    prob: float
+    lr_median: float
+    lr_low: float
+    lr_high: float
+    intervals: dict  # "0.5" -> [low, high], ...
+    lr_decision: float  # minimizes posterior expected loss at the target
+    expected_loss_penalty_of_median: float  # E[loss(median)] - E[loss(decision)], loss units
+    expected_regret_at_decision: float  # E[loss(decision)] - E[loss(true optimum)], loss units
+    p_curvature_positive: float | None  # None for a linear law; the fit's axis (first axis if ND)
+    p_curvature_positive_by_axis: dict
+    baseline_lr: float
+    lr_kind_fitted: str
+    lr_kind_reported: str
+    axis: str
+    interval_kind: str = INTERVAL_KIND
+    converged: bool | None = None
+    extrapolation: dict = field(default_factory=dict)  # target z vs the fitted range
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per posterior draw: the target's optimum (standardized x), width and valley rates."""
+    rng = np.random.default_rng(seed)
+    post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(posterior).items()}
+    n = len(post["law_intercept"])
+    z = {"N": std.z("N", n_params), "D": std.z("D", n_tokens)}
+    law = post["law_intercept"].copy()
+    for name, axis, power in law_terms(config):
+        law += post[name] * float(z[axis]) ** power
+    m = law + post["law_residual_sd"] * rng.standard_normal(n)
+    log_width = post["log_width_mean"] + post["log_width_sd"] * rng.standard_normal(n)
+    rates = ((post["log_rate_low"], post["log_rate_high"]) if config.valley == "asymmetric" else (None, None))
+    return {"m": m, "width": np.exp(log_width), "rates": rates, "z": z}
+
+
+def _scalars(posterior) -> dict:
+    ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
+    return {k: v.values for k, v in ds.data_vars.items() if set(v.dims) <= {"chain", "draw"}}
+
+
+def expected_loss(x: float, draws: dict) -> float:
+    """Posterior mean of the loss above the target's floor at standardized log LR x."""
+    low, high = draws["rates"]
+    return float(np.mean(draws["width"] * valley_shape(x - draws["m"], low, high)))
+
+
+def decide(draws: dict) -> float:
+    """Standardized log LR minimizing posterior expected loss (shifted below the median when
+    the high-LR side of the valley is steeper)."""
+    m = draws["m"]
+    lo, hi = np.quantile(m, [0.001, 0.999])
+    grid = np.linspace(lo, hi, 201)
+    start = grid[np.argmin([expected_loss(x, draws) for x in grid])]
+    step = (hi - lo) / 200
+    res = minimize_scalar(lambda x: expected_loss(x, draws), bounds=(start - step, start + step), method="bounded",
+                          options={"xatol": 1e-6})
+    return float(res.x)
+
+
+def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0) -> Prediction:
+    """Credible interval, decision and curvature evidence for the optimal LR at (N, D)."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    if not (n_params > 0 and n_tokens > 0):
+        raise ValueError("n_params and n_tokens must be > 0")
+    config, std = fit.config, fit.std
+    draws = target_draws(fit.posterior, std, config, n_params, n_tokens, seed=seed)
+    log_lr = draws["m"] + std.x_center
+
+    def eti(p):
+        lo, hi = np.quantile(log_lr, [(1 - p) / 2, (1 + p) / 2])
+        return [float(np.exp(lo)), float(np.exp(hi))]
+
+    intervals = {str(p): eti(p) for p in sorted({*DEFAULT_PROBS, prob})}
+    x_med = float(np.median(draws["m"]))
+    x_dec = decide(draws)
+    scale = std.y_scale  # expected losses back to loss units
+    regret_dec = expected_loss(x_dec, draws) * scale
+    penalty = (expected_loss(x_med, draws) - expected_loss(x_dec, draws)) * scale
+
+    post = _scalars(fit.posterior)
+    by_axis = {a: float(np.mean(post[f"law_curvature_{a}"] > 0)) for a in config.axes
+               if f"law_curvature_{a}" in post}
+    z_range = fit.z_range()
+    return Prediction(
+        n_params=float(n_params), n_tokens=float(n_tokens), prob=float(prob),
+        lr_median=float(np.exp(x_med + std.x_center)),
+        lr_low=intervals[str(prob)][0], lr_high=intervals[str(prob)][1], intervals=intervals,
+        lr_decision=float(np.exp(x_dec + std.x_center)),
+        expected_loss_penalty_of_median=float(max(penalty, 0.0)),
+        expected_regret_at_decision=float(regret_dec),
+        p_curvature_positive=by_axis.get(config.axes[0]),
+        p_curvature_positive_by_axis=by_axis,
+        baseline_lr=fit.baseline.predict_lr(n_params, n_tokens),
+        lr_kind_fitted=config.lr_kind, lr_kind_reported=config.lr_kind,
+        axis=config.axis, converged=fit.convergence.converged if fit.convergence else None,
+        extrapolation={a: {"target_z": float(draws["z"][a]), "fitted_z_min": z_range[a][0],
+                           "fitted_z_max": z_range[a][1]} for a in config.axes},
+    )

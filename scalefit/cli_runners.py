@@ -1,0 +1,91 @@
+"""CLI subcommands of the runner half: ``scalefit collect`` and ``scalefit grid plan``.
+
+``register(subparsers)`` adds them to the main ``scalefit`` parser. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_collect(args) -> int:
+    from scalefit.collect import collect_runs, write_runs
+
+    try:
+        df = collect_runs(args.dir)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"scalefit collect: {e}", file=sys.stderr)
+        return 2
+    try:
+        path = write_runs(df, args.output)
+    except ValueError as e:
+        print(f"scalefit collect: {e}", file=sys.stderr)
+        return 2
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
+    print(f"wrote {len(df)} runs to {path} ({', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'})")
+    return 0
+
+
+def plan_table(spec, out=None):
+    """One row per cell: id, size, N, D, optimizer, LR, seed, steps, FLOPs, status."""
+    import pandas as pd
+
+    from scalefit.train import store
+
+    rows = []
+    for c in spec.cells:
+        st = store.status(store.cell_dir(out, c.id)) if out else "-"
+        rows.append(dict(cell_id=c.id, size=c.meta["size"], n_params=c.meta["n_params"],
+                         n_tokens=c.meta["n_tokens"], optimizer=c.config["optimizer"],
+                         lr=c.config["lr"], wd=c.config["weight_decay"], seed=c.config["seed"],
+                         steps=c.config["steps"], flops=c.meta["flops"], status=st))
+    return pd.DataFrame(rows)
+
+
+def cmd_grid_plan(args) -> int:
+    from scalefit.train.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.grid)
+    except SpecError as e:
+        print(f"scalefit grid plan: {e}", file=sys.stderr)
+        return 2
+    df = plan_table(spec, args.out)
+    with_pd = df.copy()
+    with_pd["flops"] = with_pd["flops"].map(lambda f: f"{f:.3g}")
+    print(with_pd.to_string(index=False))
+    total = df["flops"].sum()
+    msg = f"\n{spec.name}: {len(df)} cells, {total:.3g} FLOPs in all"
+    if args.out:
+        counts = df["status"].value_counts().to_dict()
+        left = df.loc[~df["status"].isin(["ok", "diverged", "failed"]), "flops"].sum()
+        msg += f"; {', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}; {left:.3g} FLOPs left"
+    print(msg)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``collect`` and ``grid plan`` to the main CLI's subparsers."""
+    p = subparsers.add_parser("collect", help="runner output DIR -> runs table (CSV/Parquet)",
+                              description="Collect DIR/cells/*/result.json into a runs table.")
+    p.add_argument("dir", help="runner output directory (the --out of runners/collect.py)")
+    p.add_argument("-o", "--output", required=True, help="runs table to write (.csv or .parquet)")
+    p.set_defaults(func=cmd_collect)
+
+    g = subparsers.add_parser("grid", help="grid specs: plan", description="Inspect grid specs.")
+    gsub = g.add_subparsers(dest="grid_command", required=True)
+    pl = gsub.add_parser("plan", help="list a grid's cells, their FLOPs and which are done")
+    pl.add_argument("grid", help="grid spec TOML (runners/grids/*.toml)")
+    pl.add_argument("--out", default=None, help="runner output directory, to show each cell's status")
+    pl.set_defaults(func=cmd_grid_plan)
+
+
+def main(argv=None) -> int:  # standalone use until scalefit.cli wires register() in
+    parser = argparse.ArgumentParser(prog="scalefit")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""AdamH stays on its sphere with relative step = LR; the probe and eff_lr are what they claim;
+a huge LR is recorded as diverged."""
+import copy
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scalefit.train.cell import RunContext, training_function  # noqa: E402
+from scalefit.train.corpus import load_corpus  # noqa: E402
+from scalefit.train.model import GPT, GPTConfig  # noqa: E402
+from scalefit.train.optim import build_optimizer  # noqa: E402
+from scalefit.train.probe import WeightProbe  # noqa: E402
+from scalefit.train.schedule import lr_multiplier  # noqa: E402
+from scalefit.train.spec import load_spec  # noqa: E402
+
+OPT = dict(betas=[0.9, 0.95], eps=1e-8, weight_decay=0.0)
+
+
+def _train(model, opt, probe, steps, lr_mults):
+    c = load_corpus({"kind": "stdlib"})
+    for t in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * lr_mults[t]
+        x, y = (torch.from_numpy(a) for a in c.batch(t, 0, 0, 8, model.config.seq_len))
+        _, loss = model(x, y)
+        loss.backward()
+        probe.before()
+        opt.step()
+        probe.after(t, lr_mults[t])
+        opt.zero_grad(set_to_none=True)
+    return pd.DataFrame(probe.records)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_adamh_keeps_norms_and_relative_step_equals_lr(tie):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(d_model=32, n_layer=2, n_head=2, seq_len=32, tie_embeddings=tie))
+    lr = 0.02
+    opt = build_optimizer(model, dict(OPT, optimizer="adamh", lr=lr, adam_lr=3e-3))
+    covered = {n for n, _ in model.hidden_matrices()} | (set() if tie else {"lm_head.weight"})
+    hyper = [g for g in opt.param_groups if g["hyper"]][0]["params"]
+    assert {id(p) for p in hyper} == {id(p) for n, p in model.named_parameters() if n in covered}
+    init = {n: float(p.detach().double().norm()) for n, p in model.named_parameters()}
+    mults = [lr_multiplier(t, 30, "cosine", warmup=3, min_ratio=0.1) for t in range(30)]
+    tr = _train(model, opt, WeightProbe(model, every=1), 30, mults)
+    for n, p in model.named_parameters():
+        if n in covered:
+            assert float(p.double().norm()) == pytest.approx(init[n], rel=1e-5), n
+    assert float(model.wte.weight.detach().norm()) != pytest.approx(init["wte.weight"], rel=1e-5)  # plain Adam
+    cov = tr[tr.matrix.isin(covered)]
+    ratio = cov.rel_update / (lr * cov.lr_mult)
+    theta_ratio = cov.theta / (lr * cov.lr_mult)
+    # the step before projection is exactly lr * R; after it the chord is lr * sin(angle(W, u)) ~ lr
+    assert ratio.max() <= 1 + 1e-3 and ratio.min() > 0.8
+    assert ratio.mean() == pytest.approx(1.0, abs=0.05)
+    assert theta_ratio.mean() == pytest.approx(1.0, abs=0.05)
+
+
+def test_probe_angle_matches_independent_fp64_recomputation():
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(d_model=32, n_layer=2, n_head=2, seq_len=32))
+    opt = build_optimizer(model, dict(OPT, optimizer="adamw", lr=1e-3, weight_decay=0.1))
+    probe = WeightProbe(model, every=1)
+    before = {n: p.detach().double().clone() for n, p in model.hidden_matrices()}
+    tr = _train(model, opt, probe, 1, [1.0])
+    for n, p in model.hidden_matrices():
+        w0, w1 = before[n], p.detach().double()
+        cos = float((w0 * w1).sum() / (w0.norm() * w1.norm()))
+        row = tr[tr.matrix == n].iloc[0]
+        assert row.theta == pytest.approx(math.acos(cos), rel=1e-6)
+        assert row.rel_update == pytest.approx(float((w1 - w0).norm() / w0.norm()), rel=1e-9)
+        assert row.norm == pytest.approx(float(w1.norm()), rel=1e-12)
+    assert set(tr.group) == {"hidden", "embedding"}
+
+
+def _micro_cell(optimizer="adamw", lr=3e-3):
+    from runner_helpers import REPO
+
+    spec = load_spec(REPO / "runners/grids/micro.toml")
+    c = [c for c in spec.cells if c.config["optimizer"] == optimizer and c.meta["size"] == "u32"][0]
+    c = copy.deepcopy(c.as_dict())
+    c["config"]["lr"] = lr
+    return c
+
+
+def test_adamw_eff_lr_equals_direct_recomputation(tmp_path):
+    torch.set_num_threads(1)
+    cell = _micro_cell("adamw", 3e-3)
+    res = training_function(cell, RunContext(cell_dir=tmp_path))
+    assert res["status"] == "ok" and res["steps"] == cell["config"]["steps"]
+    tr = pd.read_parquet(tmp_path / "trajectory.parquet")
+    sch = cell["config"]["schedule"]
+    for step, s in tr.groupby("step").lr_mult.first().items():  # logged s(t) is the schedule's
+        assert s == pytest.approx(lr_multiplier(step, cell["config"]["steps"], **sch))
+    hid = tr[tr.group == "hidden"]
+    per_step = hid.groupby("step").agg(theta=("theta", "mean"), s=("lr_mult", "first"))
+    keep = per_step[per_step.s >= 0.1]
+    assert len(keep) >= 10
+    assert res["eff_lr"] == pytest.approx(float((keep.theta / keep.s).mean()), rel=1e-12)
+    assert res["eff_lr_whole_run"] == pytest.approx(float(per_step.theta.mean()), rel=1e-12)
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk["eff_lr"] == pytest.approx(res["eff_lr"], rel=1e-12)
+    # the theory's ballpark for AdamW's early angle: c * lr / rho_0 with c ~ 0.2, rho_0 ~ 0.02
+    assert 0.1 * 3e-3 / 0.02 < res["eff_lr"] < 10 * 3e-3 / 0.02
+
+
+def test_huge_lr_is_recorded_as_diverged(tmp_path):
+    cell = _micro_cell("adamw", 100.0)
+    res = training_function(cell, RunContext(cell_dir=tmp_path))
+    assert res["status"] == "diverged"
+    assert res["steps"] < cell["config"]["steps"]
+    on_disk = json.loads((tmp_path / "result.json").read_text())  # valid JSON even with NaN loss
+    assert on_disk["status"] == "diverged" and on_disk["steps"] == res["steps"]
+    assert on_disk["final_loss"] is None or not np.isfinite(on_disk["final_loss"]) or \
+        on_disk["final_loss"] > 2 * on_disk["first_loss"]

@@ -94,7 +94,7 @@ class Convergence:
 
     @property
     def converged(self) -> bool:
-        return (self.max_rhat <= CONVERGED_RHAT and self.min_ess_bulk >= CONVERGED_ESS
+        return bool(self.max_rhat <= CONVERGED_RHAT and self.min_ess_bulk >= CONVERGED_ESS
                 and self.divergences == 0)
 
     def describe(self) -> str:

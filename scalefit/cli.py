@@ -1,0 +1,228 @@
+"""`scalefit` command line: check -> fit -> predict (plus synth, backtest and the runner commands).
+
+    scalefit check runs.csv
+    scalefit fit runs.csv --axis N -o fit.nc
+    scalefit predict fit.nc --n-params 1.3e8 --n-tokens 4e8 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+def count(text: str) -> float:
+    """Parse 1.3e8, 130M, 7B, 2T as a positive number."""
+    t = text.strip().upper()
+    mult = SUFFIXES.get(t[-1:], None)
+    try:
+        value = float(t[:-1]) * mult if mult else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 1.3e8 or 130M)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--where needs COLUMN=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    return k.strip(), v.strip()
+
+
+def _plain(value):
+    """JSON for numpy scalars."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _add_table_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", help="runs table (.csv, .tsv, .parquet)")
+    p.add_argument("--where", type=key_value, action="append", default=[], metavar="COLUMN=VALUE",
+                   help="keep only rows where COLUMN equals VALUE (repeatable)")
+    p.add_argument("--n-column", help="column to use as model size N (e.g. n_params_active for MoE)")
+    p.add_argument("--cell-by", action="append", default=[], metavar="COLUMN",
+                   help="extra column that separates scale cells (repeatable)")
+
+
+def _load(args, min_lrs: int = 3):
+    from scalefit.grid import load_runs
+
+    return load_runs(args.runs, where=dict(args.where) or None, n_column=args.n_column,
+                     cell_by=tuple(args.cell_by), min_lrs=min_lrs)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from scalefit.config import AXES, DIVERGED_RULES, LAWS, LR_KINDS, VALLEYS
+
+    p.add_argument("--axis", choices=AXES, required=True, help="law covariate: N, D, or ND (joint)")
+    p.add_argument("--lr-kind", choices=LR_KINDS, default="nominal")
+    p.add_argument("--valley", choices=VALLEYS, default="asymmetric")
+    p.add_argument("--law", choices=LAWS, default="quadratic")
+    p.add_argument("--window-octaves", type=float, default=3.0)
+    p.add_argument("--diverged", choices=DIVERGED_RULES, default="censor")
+    p.add_argument("--config", type=Path, help="model config JSON (overrides the flags above)")
+    p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
+
+
+def _model_config(args):
+    from scalefit.config import ModelConfig
+
+    if args.config:
+        return ModelConfig.from_json(args.config.read_text())
+    return ModelConfig(axis=args.axis, lr_kind=args.lr_kind, valley=args.valley, law=args.law,
+                       window_octaves=args.window_octaves, diverged=args.diverged)
+
+
+def _settings(args):
+    from scalefit.sampling import SamplerSettings
+
+    return SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, sampler=args.sampler,
+                           seed=args.seed, progress=not args.no_progress and sys.stderr.isatty())
+
+
+def cmd_check(args) -> int:
+    from scalefit.grid import RunsTableError
+    from scalefit.report import check_report
+
+    try:
+        table = _load(args)
+    except RunsTableError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(check_report(table))
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from scalefit.sampling import use_compile_cache
+
+    use_compile_cache()
+    from scalefit.fit import fit_runs
+    from scalefit.report import fit_report
+
+    table = _load(args)
+    config, settings = _model_config(args), _settings(args)
+    print(f"fitting {len(table.runs)} runs in {len(table.cells)} cells with {settings.sampler} "
+          f"({settings.chains} chains x {settings.tune} tune + {settings.draws} draws); "
+          "compiling the model first (~20 s on 2 cores)...", file=sys.stderr, flush=True)
+    fit = fit_runs(table, config, settings)
+    fit.save(args.output)
+    print(fit_report(fit))
+    print(f"saved {args.output}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from scalefit.fit import Fit
+    from scalefit.report import is_synthetic, prediction_report
+
+    fit = Fit.load(args.fit)
+    pred = fit.predict(args.n_params, args.n_tokens, prob=args.prob, seed=args.seed)
+    synthetic = is_synthetic(fit.table.runs)
+    if args.json:
+        out = pred.to_dict() | {"synthetic_data": synthetic, "fit_file": str(args.fit)}
+        print(json.dumps(out, default=_plain))
+    else:
+        print(prediction_report(pred, synthetic=synthetic))
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    from scalefit.sampling import use_compile_cache
+
+    use_compile_cache()
+    from scalefit.backtest import leave_largest_out
+    from scalefit.report import backtest_report
+
+    table = _load(args)
+    bt = leave_largest_out(table, _model_config(args), _settings(args), prob=args.prob)
+    if args.json:
+        print(json.dumps({"summary": bt.summary(), "rows": bt.rows.to_dict(orient="records")}, default=_plain))
+    else:
+        print(backtest_report(bt))
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from scalefit.synthetic import SyntheticTruth, make_grid
+
+    truth = SyntheticTruth(curvature_n=args.curvature_n)
+    frame = make_grid(truth, seed=args.seed)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.output.exists() and not args.force:
+        print(f"{args.output} exists; pass --force to overwrite", file=sys.stderr)
+        return 1
+    frame.to_csv(args.output, index=False)
+    print(f"wrote {len(frame)} SYNTHETIC runs to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scalefit", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a runs table; exit 1 on errors")
+    _add_table_options(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("fit", help="fit the hierarchical model and save the posterior")
+    _add_table_options(p)
+    _add_model_options(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="fit file (.nc)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", help="credible interval for the optimal LR at a target scale")
+    p.add_argument("fit", type=Path)
+    p.add_argument("--n-params", type=count, required=True)
+    p.add_argument("--n-tokens", type=count, required=True)
+    p.add_argument("--prob", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0, help="seed for the new cell's random effects")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("backtest", help="hold out the largest scale along the axis and predict it")
+    _add_table_options(p)
+    _add_model_options(p)
+    p.add_argument("--prob", type=float, default=0.9)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("synth", help="write a SYNTHETIC grid with a known curved law")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curvature-n", type=float, default=0.06)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
+    try:
+        from scalefit import cli_runners
+    except ImportError:  # the runner half is optional
+        cli_runners = None
+    if cli_runners is not None:
+        cli_runners.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -206,6 +206,19 @@ def valley_shape(d, log_rate_low=None, log_rate_high=None, xp=np):
     return 2.0 * (q * xp.exp(-p * d) + p * xp.exp(q * d) - (p + q)) / (p * q * (p + q))
 
 
+def valley_rise(d, log_rate_low=None, log_rate_high=None, xp=np):
+    """The valley shape scaled so its mean rise one nat either side of the optimum is 1.
+
+    The width A then means "loss rise at e-fold LR off the optimum", which the sweep measures
+    directly; unnormalized, A and the rates trade off and the sampler mixes slowly.
+    """
+    if log_rate_low is None:
+        return d**2
+    g = valley_shape(d, log_rate_low, log_rate_high, xp)
+    unit = 0.5 * (valley_shape(1.0, log_rate_low, log_rate_high, xp) + valley_shape(-1.0, log_rate_low, log_rate_high, xp))
+    return g / unit
+
+
 def law_terms(config: ModelConfig) -> list[tuple[str, str, int]]:
     """(variable name, axis, power) for each law coefficient beyond the intercept."""
     terms = []
@@ -256,7 +269,7 @@ def build_model(data: ModelData, config: ModelConfig):
         dist = {}
         for part in ("obs", "cens"):
             cell = d[f"cell_{part}"]
-            mu = floor[cell] + pt.exp(log_width)[cell] * valley_shape(d[f"x_{part}"] - m[cell], *rates, xp=pt)
+            mu = floor[cell] + pt.exp(log_width)[cell] * valley_rise(d[f"x_{part}"] - m[cell], *rates, xp=pt)
             dist[part] = pm.StudentT.dist(nu=config.nu, mu=mu, sigma=pt.exp(log_noise)[cell])
         pm.Potential("loglik_obs", pm.logp(dist["obs"], d["y_obs"]).sum())
         pm.Potential("loglik_cens", pm.logccdf(dist["cens"], d["threshold_cens"]).sum())

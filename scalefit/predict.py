@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from scalefit.model import law_terms, valley_shape
+from scalefit.model import law_terms, valley_rise
 
 DEFAULT_PROBS = (0.5, 0.9, 0.95)
 INTERVAL_KIND = "ETI"
@@ -67,7 +67,7 @@ def _scalars(posterior) -> dict:
 def expected_loss(x: float, draws: dict) -> float:
     """Posterior mean of the loss above the target's floor at standardized log LR x."""
     low, high = draws["rates"]
-    return float(np.mean(draws["width"] * valley_shape(x - draws["m"], low, high)))
+    return float(np.mean(draws["width"] * valley_rise(x - draws["m"], low, high)))
 
 
 def decide(draws: dict) -> float:

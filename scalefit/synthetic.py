@@ -5,7 +5,9 @@ Everything this module produces is SYNTHETIC and is labelled so (loss_kind="synt
 Truth, with u = ln(N / n_ref) and v = ln(D / d_ref):
 
     ln lr*(N, D) = intercept + slope_n u + curvature_n u^2 + slope_d v + curvature_d v^2
-    loss(lr)     = E + a N^-alpha + b D^-beta + width * g(ln lr - ln lr*) + noise
+    loss(lr)     = E + a N^-alpha + b D^-beta + width_s * g(ln lr - ln lr*) + noise
+
+where width_s scatters log-normally from cell to cell (real valleys differ in width).
 
 with g the asymmetric power-law pair of scalefit.model (rates p, q). Runs more than
 `diverge_octaves` above the optimum diverge (status "diverged", loss NaN). The default
@@ -38,6 +40,7 @@ class SyntheticTruth:
     loss_b: float = 410.0
     loss_beta: float = 0.28
     width: float = 0.04  # loss per nat^2 near the optimum
+    width_cell_sd: float = 0.2  # cell-to-cell scatter of ln(width): real valleys differ
     rate_low: float = 0.6  # p: exponential growth rate of the low-LR side
     rate_high: float = 1.2  # q: steeper high-LR side
     noise_sd: float = 0.004
@@ -53,10 +56,10 @@ class SyntheticTruth:
         n, d = np.asarray(n_params, dtype=float), np.asarray(n_tokens, dtype=float)
         return self.loss_e + self.loss_a * n**-self.loss_alpha + self.loss_b * d**-self.loss_beta
 
-    def loss(self, lr, n_params, n_tokens) -> np.ndarray:
+    def loss(self, lr, n_params, n_tokens, width_factor: float = 1.0) -> np.ndarray:
         d = np.log(lr) - self.log_lr_opt(n_params, n_tokens)
         shape = valley_shape(d, np.log(self.rate_low), np.log(self.rate_high))
-        return self.floor(n_params, n_tokens) + self.width * shape
+        return self.floor(n_params, n_tokens) + self.width * width_factor * shape
 
 
 def make_grid(
@@ -78,6 +81,7 @@ def make_grid(
             log2_opt = truth.log_lr_opt(n, d) / np.log(2)
             centre = log2_opt + rng.uniform(-0.5, 0.5)
             log2_lrs = centre + 0.5 * (np.arange(n_lrs) - (n_lrs - 1) / 2)
+            width_factor = float(np.exp(rng.normal(0.0, truth.width_cell_sd)))
             for s in seeds:
                 for log2_lr in log2_lrs:
                     lr = float(2.0**log2_lr)
@@ -85,7 +89,7 @@ def make_grid(
                     noise = rng.normal(0, truth.noise_sd)
                     if rng.uniform() < truth.outlier_prob:
                         noise += rng.choice([-1, 1]) * rng.uniform(5, 15) * truth.noise_sd
-                    loss = np.nan if diverged else float(truth.loss(lr, n, d) + noise)
+                    loss = np.nan if diverged else float(truth.loss(lr, n, d, width_factor) + noise)
                     rows.append({
                         "n_params": int(n), "n_params_total": int(n + 50_000 * np.sqrt(n / 1e6)),
                         "n_tokens": int(d), "batch_size": 65536, "lr": lr,

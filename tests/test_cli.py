@@ -1,0 +1,64 @@
+"""The CLI end to end, in-process (so the compiled model is shared with the other tests)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from scalefit.cli import count, main
+from scalefit.synthetic import SyntheticTruth
+
+
+def test_count_parses_suffixes():
+    assert count("130M") == 130e6 and count("1.5B") == 1.5e9 and count("2e8") == 2e8
+    with pytest.raises(Exception, match="not a number"):
+        count("lots")
+
+
+@pytest.mark.slow
+def test_synth_check_fit_predict(tmp_path, capsys):
+    runs, fit = tmp_path / "runs.csv", tmp_path / "fit.nc"
+    assert main(["synth", "-o", str(runs)]) == 0
+    assert main(["synth", "-o", str(runs)]) == 1  # never overwrite collected data silently
+    assert main(["check", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "15 cells" in out
+    assert main(["fit", str(runs), "--axis", "N", "--draws", "500", "--tune", "500", "--no-progress",
+                 "-o", str(fit)]) == 0
+    out = capsys.readouterr().out
+    assert "P(curvature along N > 0)" in out and "r_hat" in out
+    assert main(["predict", str(fit), "--n-params", "128M", "--n-tokens", "4e8", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("lr_median", "lr_low", "lr_high", "prob", "interval_kind", "lr_decision", "baseline_lr",
+                "p_curvature_positive"):
+        assert key in result
+    assert result["prob"] == 0.9 and result["interval_kind"] == "ETI" and result["synthetic_data"] is True
+    truth = float(np.exp(SyntheticTruth().log_lr_opt(128e6, 4e8)))
+    assert result["lr_low"] < truth < result["lr_high"]
+    assert main(["predict", str(fit), "--n-params", "128M", "--n-tokens", "4e8"]) == 0
+    assert "90% ETI" in capsys.readouterr().out
+
+
+def test_check_reports_bad_rows(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("n_params,n_tokens,lr,final_loss\n1e6,1e8,0.001,3.1\n1e6,1e8,-0.002,3.0\n1e6,1e8,0.004,3.2\n")
+    assert main(["check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.csv" in err and "row 2" in err and "'lr'" in err
+
+
+def test_predict_missing_file(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope.nc"), "--n-params", "1e8", "--n-tokens", "1e9"]) == 2
+    assert "nope.nc" in capsys.readouterr().err
+
+
+def test_bundled_default_is_the_documented_generator_output():
+    """data/synthetic_default/runs.csv must be exactly `scalefit synth --seed 0` (nothing edited)."""
+    import pandas as pd
+
+    from conftest import REPO
+    from scalefit.synthetic import make_grid
+
+    shipped = pd.read_csv(REPO / "data" / "synthetic_default" / "runs.csv")
+    regenerated = make_grid()
+    pd.testing.assert_frame_equal(shipped, regenerated.astype(shipped.dtypes.to_dict()), check_exact=False, rtol=1e-12)

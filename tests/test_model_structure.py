@@ -1,0 +1,145 @@
+"""Fast structure tests: data preparation, valley shape, baseline, decision, prediction maths.
+No MCMC here; the sampling tests live in test_recovery.py."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from scalefit.baseline import cell_vertex, fit_baseline
+from scalefit.config import ModelConfig
+from scalefit.grid import load_runs
+from scalefit.model import build_model, prepare, run_weights, valley_shape
+from scalefit.predict import decide, predict
+
+
+def _grid(rows):
+    return load_runs(pd.DataFrame(rows, columns=["n_params", "n_tokens", "lr", "final_loss", "status"]), min_lrs=3)
+
+
+def _valley_rows(n, d, best_lr, extra=()):
+    rows = [(n, d, best_lr * 2.0**k, 3.0 + 0.05 * k * k, "ok") for k in (-2, -1, 0, 1, 2)]
+    return rows + list(extra)
+
+
+def test_valley_shape_is_quadratic_at_the_optimum_and_asymmetric():
+    lo, hi = np.log(0.5), np.log(1.5)
+    h = 1e-4
+    g0 = valley_shape(0.0, lo, hi)
+    slope = (valley_shape(h, lo, hi) - valley_shape(-h, lo, hi)) / (2 * h)
+    second = (valley_shape(h, lo, hi) - 2 * g0 + valley_shape(-h, lo, hi)) / h**2
+    assert abs(g0) < 1e-12 and abs(slope) < 1e-6 and second == pytest.approx(2.0, rel=1e-4)
+    assert valley_shape(1.0, lo, hi) > valley_shape(-1.0, lo, hi)  # steeper high-LR side
+    assert valley_shape(0.7) == pytest.approx(0.49)
+
+
+def test_window_excludes_far_runs_and_censors_diverged():
+    far = (1e6, 1e8, 1e-3 * 2.0**-5, 9.0, "ok")  # 5 octaves below: other physics
+    div = (1e6, 1e8, 1e-3 * 2.0**2.5, np.nan, "diverged")
+    failed = (1e6, 1e8, 1e-3 * 2.0**0.5, np.nan, "failed")
+    t = _grid(_valley_rows(1e6, 1e8, 1e-3, [far, div, failed]) + _valley_rows(2e6, 1e8, 5e-4))
+    cfg = ModelConfig(axis="N", law="linear")
+    w, cens, thr = run_weights(t.runs, cfg)
+    runs = t.runs.assign(w=w, cens=cens, thr=thr)
+    assert runs.loc[runs["final_loss"] == 9.0, "w"].item() == 0.0
+    d = runs[runs["status"] == "diverged"]
+    assert d["w"].item() == 1.0 and d["cens"].item() == 1.0
+    assert d["thr"].item() == pytest.approx(3.2)  # the worst ok loss in the window
+    assert runs.loc[runs["status"] == "failed", "w"].item() == 0.0
+    w_ex, _, _ = run_weights(t.runs, cfg.replace(diverged="exclude"))
+    assert w_ex[(t.runs["status"] == "diverged").to_numpy()].item() == 0.0
+    w_held, _, _ = run_weights(t.runs, cfg, held_out=[1])
+    assert w_held[(t.runs["cell"] == 1).to_numpy()].sum() == 0.0
+
+
+def test_prepare_standardizes_on_fitted_cells_only():
+    rows = []
+    for i, n in enumerate([1e6, 2e6, 4e6, 8e6]):
+        rows += _valley_rows(n, 1e8, 1e-3 / (i + 1))
+    t = _grid(rows)
+    data = prepare(t.runs, t.cells, ModelConfig(axis="N"), held_out=[3])
+    fitted = data.z_n[:3]
+    assert fitted.mean() == pytest.approx(0.0, abs=1e-12)
+    assert data.z_n[3] > fitted.max()  # the held-out cell is an extrapolation in z
+    assert len(data.arrays()["x_obs"]) == 15  # held-out runs are not fed to the model
+    with pytest.raises(ValueError, match="use --axis N"):
+        prepare(t.runs, t.cells, ModelConfig(axis="D"))
+
+
+def test_model_structure_follows_config(default_table):
+    data = prepare(default_table.runs, default_table.cells, ModelConfig(axis="ND"))
+    model = build_model(data, ModelConfig(axis="ND"))
+    names = {v.name for v in model.free_RVs}
+    assert {"law_slope_N", "law_curvature_N", "law_slope_D", "law_curvature_D", "log_rate_low"} <= names
+    assert model.dim_lengths["cell"].eval() == len(default_table.cells)
+    lin = build_model(prepare(default_table.runs, default_table.cells, ModelConfig(axis="D", law="linear",
+                                                                                  valley="quadratic")),
+                      ModelConfig(axis="D", law="linear", valley="quadratic"))
+    lin_names = {v.name for v in lin.free_RVs}
+    assert "law_slope_D" in lin_names and not any("curvature" in n or "rate" in n for n in lin_names)
+
+
+def test_baseline_recovers_exact_log_linear_law():
+    rows = []
+    for n in [1e6, 4e6, 16e6, 64e6]:
+        opt = np.exp(0.5 - 0.6 * np.log(n))
+        rows += [(n, 1e8, opt * 2.0**k, 3.0 + 0.05 * (k * np.log(2)) ** 2, "ok") for k in (-1.5, -0.5, 0.5, 1, 2)]
+    t = _grid(rows)
+    b = fit_baseline(t.runs, t.cells, ModelConfig(axis="N"))
+    assert b.coef == pytest.approx([0.5, -0.6], abs=1e-8)
+    assert (b.vertices["source"] == "parabola").all()
+
+
+def test_cell_vertex_falls_back_to_best_run_when_not_convex():
+    x = np.log([1e-3, 2e-3, 4e-3])
+    assert cell_vertex(x, np.array([3.0, 3.5, 3.1])) == (pytest.approx(x[0]), "best run")
+
+
+def _draws(rates, n=20000, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"m": rng.normal(0.0, 0.5, n), "width": np.full(n, 0.1), "rates": rates}
+
+
+def test_decision_moves_below_median_when_high_side_is_steeper():
+    sym = decide(_draws((None, None)))
+    asym = decide(_draws((np.log(0.3), np.log(2.0))))
+    assert abs(sym) < 0.02
+    assert asym < -0.05
+
+
+class _FakeFit:
+    """Just what predict() reads, with a posterior whose answer is known in closed form."""
+
+    def __init__(self, tau=0.4, sd=0.3, n=40000):
+        from scalefit.model import Standardization
+        from scalefit.sampling import Convergence
+
+        rng = np.random.default_rng(1)
+        shape = (2, n // 2)
+        post = {
+            "law_intercept": rng.normal(0.0, sd, shape), "law_slope_N": np.zeros(shape),
+            "law_curvature_N": rng.normal(0.2, 0.05, shape), "law_residual_sd": np.full(shape, tau),
+            "log_width_mean": np.full(shape, np.log(0.1)), "log_width_sd": np.full(shape, 0.01),
+            "log_rate_low": np.full(shape, -1.0), "log_rate_high": np.full(shape, 0.5),
+        }
+        self.posterior = xr.Dataset({k: (("chain", "draw"), v) for k, v in post.items()})
+        self.config = ModelConfig(axis="N")
+        self.std = Standardization(np.log(1e-3), 3.0, 0.1, np.log(1e7), 1.0, np.log(1e9), 0.0)
+        self.convergence = Convergence(1.0, 1000, 1000, 0, n)
+        self.baseline = type("B", (), {"predict_lr": staticmethod(lambda n, d: 1e-3)})()
+
+    def z_range(self):
+        return {"N": (-1.0, 1.0), "D": (0.0, 0.0)}
+
+
+def test_prediction_includes_the_new_cell_scatter():
+    fit = _FakeFit(tau=0.4, sd=0.3)
+    p = predict(fit, n_params=1e7, n_tokens=1e9, prob=0.9)  # z = 0: only intercept + residual
+    half_width = (np.log(p.lr_high) - np.log(p.lr_low)) / 2
+    assert half_width == pytest.approx(1.645 * 0.5, rel=0.03)  # sqrt(0.3^2 + 0.4^2) = 0.5
+    assert p.lr_median == pytest.approx(1e-3, rel=0.02)
+    assert p.lr_low < p.lr_decision < p.lr_median  # steeper high side pushes the decision down
+    assert p.p_curvature_positive > 0.99
+    assert p.interval_kind == "ETI" and set(p.intervals) == {"0.5", "0.9", "0.95"}
+    with pytest.raises(ValueError, match="prob"):
+        predict(fit, 1e7, 1e9, prob=1.5)

@@ -68,7 +68,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-octaves", type=float, default=3.0)
     p.add_argument("--diverged", choices=DIVERGED_RULES, default="censor")
     p.add_argument("--config", type=Path, help="model config JSON (overrides the flags above)")
-    p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--draws", type=int, default=3000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")

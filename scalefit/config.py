@@ -38,9 +38,8 @@ def default_priors() -> dict[str, dict[str, float]]:
         "log_width_sd": {"sigma": 0.7},
         "log_noise_mean": {"mu": -3.0, "sigma": 1.5},
         "log_noise_sd": {"sigma": 0.7},
-        # Asymmetric valley rates (per nat of LR): low-LR side p, high-LR side q.
-        "log_rate_low": {"mu": -0.7, "sigma": 0.7},
-        "log_rate_high": {"mu": 0.0, "sigma": 0.7},
+        # LINEX asymmetry k per nat of LR; k > 0: the high-LR side is steeper (the usual case).
+        "valley_asymmetry": {"mu": 0.5, "sigma": 1.0},
     }
 
 
@@ -50,7 +49,7 @@ class ModelConfig:
 
     axis: str = "N"  # law covariate: "N", "D" or "ND" (joint surface)
     lr_kind: str = "nominal"  # fit valleys in nominal or effective LR space
-    valley: str = "asymmetric"  # "quadratic" (symmetric) or "asymmetric" (power-law pair)
+    valley: str = "asymmetric"  # "quadratic" (symmetric) or "asymmetric" (LINEX)
     law: str = "quadratic"  # "quadratic" in z, or "linear" (the log-linear law peers use)
     # Runs further than this from the cell's best observed LR (in octaves) are left out:
     # far from the optimum other physics (instability, under-training) sets the loss.

@@ -7,9 +7,8 @@ For run r in cell s, with x = ln LR (standardized) and y = final loss (standardi
     m_s ~ Normal(theta0 + sum_a theta1_a z_a,s + theta2_a z_a,s^2, tau)
     L_s, log A_s, log sigma_s partially pooled (floors regress on z_N and z_D)
 
-g(d) = d^2 (symmetric) or the power-law pair 2[q e^{-pd} + p e^{qd} - (p+q)] / (pq(p+q)),
-which equals d^2 to second order, keeps its minimum at d = 0 and, unlike a parabola, grows
-exponentially on both sides (THEORY.md 4.1). c_s is the worst ok loss in the cell: a
+g(d) = d^2 (symmetric) or LINEX 2(e^{kd} - 1 - kd)/k^2 (asymmetric: exponential on the high-LR
+side, linear on the low side), scaled so that A is the mean rise one nat from the optimum. c_s is the worst ok loss in the cell: a
 diverged run was at least as bad as anything that finished.
 
 All arrays have a fixed shape per (table, config); leaving a cell out only zeroes its weights,
@@ -198,25 +197,41 @@ def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_o
     )
 
 
-def valley_shape(d, log_rate_low=None, log_rate_high=None, xp=np):
-    """g(d): d^2 when rates are None, else the asymmetric power-law pair (g ~ d^2 near 0)."""
-    if log_rate_low is None:
+CENTRED_MIN_RUNS = 16
+
+
+def centred_widths(data: ModelData) -> bool:
+    """Whether the typical fitted cell has enough runs to pin down its own valley width."""
+    used = data.cell[data.weight > 0]
+    counts = np.bincount(used, minlength=data.n_cells)
+    return bool(np.median(counts[counts > 0]) >= CENTRED_MIN_RUNS)
+
+
+def valley_shape(d, asymmetry=None, xp=np):
+    """g(d): d^2 when `asymmetry` is None, else the LINEX shape 2(e^{kd} - 1 - kd)/k^2.
+
+    LINEX equals d^2 to second order, keeps its minimum at d = 0, rises exponentially on the
+    high-LR side (k > 0) and only linearly on the low side, so it stays sane far out. It is the
+    one-parameter limit of the power-law pair of THEORY.md 4.1: with the pair's two rates the
+    low-side rate was not identified by sweeps and the sampler crawled along it.
+    """
+    if asymmetry is None:
         return d**2
-    p, q = xp.exp(log_rate_low), xp.exp(log_rate_high)
-    return 2.0 * (q * xp.exp(-p * d) + p * xp.exp(q * d) - (p + q)) / (p * q * (p + q))
+    k = asymmetry
+    kd = k * d
+    return 2.0 * (xp.expm1(kd) - kd) / k**2
 
 
-def valley_rise(d, log_rate_low=None, log_rate_high=None, xp=np):
+def valley_rise(d, asymmetry=None, xp=np):
     """The valley shape scaled so its mean rise one nat either side of the optimum is 1.
 
-    The width A then means "loss rise at e-fold LR off the optimum", which the sweep measures
-    directly; unnormalized, A and the rates trade off and the sampler mixes slowly.
+    The width A then means "loss rise at an e-fold LR off the optimum", which a sweep measures
+    directly; unnormalized, A and the asymmetry trade off and the sampler mixes slowly.
     """
-    if log_rate_low is None:
+    if asymmetry is None:
         return d**2
-    g = valley_shape(d, log_rate_low, log_rate_high, xp)
-    unit = 0.5 * (valley_shape(1.0, log_rate_low, log_rate_high, xp) + valley_shape(-1.0, log_rate_low, log_rate_high, xp))
-    return g / unit
+    unit = 0.5 * (valley_shape(1.0, asymmetry, xp) + valley_shape(-1.0, asymmetry, xp))
+    return valley_shape(d, asymmetry, xp) / unit
 
 
 def law_terms(config: ModelConfig) -> list[tuple[str, str, int]]:
@@ -253,23 +268,28 @@ def build_model(data: ModelData, config: ModelConfig):
                       + pm.Normal("floor_slope_D", **pr["floor_slope"]) * z["D"])
         floor = pm.Normal("floor", mu=floor_mean, sigma=pm.HalfNormal("floor_sd", **pr["floor_sd"]), dims="cell")
         # Non-centred: when cells share one width (or one noise level) the centred form funnels.
-        log_width = pm.Deterministic(
-            "log_width", pm.Normal("log_width_mean", **pr["log_width_mean"])
-            + pm.HalfNormal("log_width_sd", **pr["log_width_sd"]) * pm.Normal("log_width_z", 0, 1, dims="cell"),
-            dims="cell")
+        # Centred when every cell's sweep pins its width down (many runs per cell), non-centred
+        # when cells are thin: the wrong choice costs 5-10x in effective sample size.
+        width_mean = pm.Normal("log_width_mean", **pr["log_width_mean"])
+        width_sd = pm.HalfNormal("log_width_sd", **pr["log_width_sd"])
+        if centred_widths(data):
+            log_width = pm.Normal("log_width", mu=width_mean, sigma=width_sd, dims="cell")
+        else:
+            log_width = pm.Deterministic(
+                "log_width", width_mean + width_sd * pm.Normal("log_width_z", 0, 1, dims="cell"), dims="cell")
+        # Noise is a smooth function of scale, not a free effect per cell: 5-10 runs barely
+        # inform a cell's own noise, and a per-cell hierarchy funnels and slows sampling 2x.
         log_noise = pm.Deterministic(
             "log_noise", pm.Normal("log_noise_mean", **pr["log_noise_mean"])
-            + pm.HalfNormal("log_noise_sd", **pr["log_noise_sd"]) * pm.Normal("log_noise_z", 0, 1, dims="cell"),
+            + pm.Normal("log_noise_slope_N", 0.0, pr["log_noise_sd"]["sigma"]) * z["N"]
+            + pm.Normal("log_noise_slope_D", 0.0, pr["log_noise_sd"]["sigma"]) * z["D"],
             dims="cell")
 
-        rates = (None, None)
-        if config.valley == "asymmetric":
-            rates = (pm.Normal("log_rate_low", **pr["log_rate_low"]),
-                     pm.Normal("log_rate_high", **pr["log_rate_high"]))
+        asymmetry = pm.Normal("valley_asymmetry", **pr["valley_asymmetry"]) if config.valley == "asymmetric" else None
         dist = {}
         for part in ("obs", "cens"):
             cell = d[f"cell_{part}"]
-            mu = floor[cell] + pt.exp(log_width)[cell] * valley_rise(d[f"x_{part}"] - m[cell], *rates, xp=pt)
+            mu = floor[cell] + pt.exp(log_width)[cell] * valley_rise(d[f"x_{part}"] - m[cell], asymmetry, xp=pt)
             dist[part] = pm.StudentT.dist(nu=config.nu, mu=mu, sigma=pt.exp(log_noise)[cell])
         pm.Potential("loglik_obs", pm.logp(dist["obs"], d["y_obs"]).sum())
         pm.Potential("loglik_cens", pm.logccdf(dist["cens"], d["threshold_cens"]).sum())

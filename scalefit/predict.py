@@ -45,7 +45,7 @@ class Prediction:
 
 
 def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """Per posterior draw: the target's optimum (standardized x), width and valley rates."""
+    """Per posterior draw: the target's optimum (standardized x), width and valley asymmetry."""
     rng = np.random.default_rng(seed)
     post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(posterior).items()}
     n = len(post["law_intercept"])
@@ -55,8 +55,8 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
         law += post[name] * float(z[axis]) ** power
     m = law + post["law_residual_sd"] * rng.standard_normal(n)
     log_width = post["log_width_mean"] + post["log_width_sd"] * rng.standard_normal(n)
-    rates = ((post["log_rate_low"], post["log_rate_high"]) if config.valley == "asymmetric" else (None, None))
-    return {"m": m, "width": np.exp(log_width), "rates": rates, "z": z}
+    asymmetry = post["valley_asymmetry"] if config.valley == "asymmetric" else None
+    return {"m": m, "width": np.exp(log_width), "asymmetry": asymmetry, "z": z}
 
 
 def _scalars(posterior) -> dict:
@@ -66,8 +66,7 @@ def _scalars(posterior) -> dict:
 
 def expected_loss(x: float, draws: dict) -> float:
     """Posterior mean of the loss above the target's floor at standardized log LR x."""
-    low, high = draws["rates"]
-    return float(np.mean(draws["width"] * valley_rise(x - draws["m"], low, high)))
+    return float(np.mean(draws["width"] * valley_rise(x - draws["m"], draws["asymmetry"])))
 
 
 def decide(draws: dict) -> float:

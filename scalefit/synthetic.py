@@ -9,7 +9,9 @@ Truth, with u = ln(N / n_ref) and v = ln(D / d_ref):
 
 where width_s scatters log-normally from cell to cell (real valleys differ in width).
 
-with g the asymmetric power-law pair of scalefit.model (rates p, q). Runs more than
+with g the asymmetric power-law pair of THEORY.md 4.1 (rates p, q):
+g(d) = 2[q e^{-pd} + p e^{qd} - (p+q)] / (pq(p+q)). The fitted model uses a different
+asymmetric shape (LINEX), so recovery tests also test robustness to a misspecified valley. Runs more than
 `diverge_octaves` above the optimum diverge (status "diverged", loss NaN). The default
 curvature (0.06 per nat^2 of N) makes log-linear extrapolation from 2M-32M to 128M
 underestimate the optimum by about 2x, the size of effect arXiv:2606.29158 reports.
@@ -22,7 +24,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from scalefit.model import valley_shape
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class SyntheticTruth:
 
     def loss(self, lr, n_params, n_tokens, width_factor: float = 1.0) -> np.ndarray:
         d = np.log(lr) - self.log_lr_opt(n_params, n_tokens)
-        shape = valley_shape(d, np.log(self.rate_low), np.log(self.rate_high))
+        p, q = self.rate_low, self.rate_high
+        shape = 2.0 * (q * np.exp(-p * d) + p * np.exp(q * d) - (p + q)) / (p * q * (p + q))
         return self.floor(n_params, n_tokens) + self.width * width_factor * shape
 
 

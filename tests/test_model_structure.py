@@ -9,7 +9,7 @@ import xarray as xr
 from scalefit.baseline import cell_vertex, fit_baseline
 from scalefit.config import ModelConfig
 from scalefit.grid import load_runs
-from scalefit.model import build_model, prepare, run_weights, valley_shape
+from scalefit.model import build_model, prepare, run_weights, valley_rise, valley_shape
 from scalefit.predict import decide, predict
 
 
@@ -23,14 +23,17 @@ def _valley_rows(n, d, best_lr, extra=()):
 
 
 def test_valley_shape_is_quadratic_at_the_optimum_and_asymmetric():
-    lo, hi = np.log(0.5), np.log(1.5)
+    k = 0.8
     h = 1e-4
-    g0 = valley_shape(0.0, lo, hi)
-    slope = (valley_shape(h, lo, hi) - valley_shape(-h, lo, hi)) / (2 * h)
-    second = (valley_shape(h, lo, hi) - 2 * g0 + valley_shape(-h, lo, hi)) / h**2
-    assert abs(g0) < 1e-12 and abs(slope) < 1e-6 and second == pytest.approx(2.0, rel=1e-4)
-    assert valley_shape(1.0, lo, hi) > valley_shape(-1.0, lo, hi)  # steeper high-LR side
+    g0 = valley_shape(0.0, k)
+    slope = (valley_shape(h, k) - valley_shape(-h, k)) / (2 * h)
+    second = (valley_shape(h, k) - 2 * g0 + valley_shape(-h, k)) / h**2
+    assert abs(g0) < 1e-12 and abs(slope) < 1e-6 and second == pytest.approx(2.0, rel=1e-3)
+    assert valley_shape(1.0, k) > valley_shape(-1.0, k)  # steeper high-LR side
+    assert valley_shape(-10.0, k) < 10 * 2 / k  # the low side grows only linearly
     assert valley_shape(0.7) == pytest.approx(0.49)
+    assert valley_shape(0.7, 1e-6) == pytest.approx(0.49, rel=1e-4)  # continuous at k -> 0
+    assert 0.5 * (valley_rise(1.0, k) + valley_rise(-1.0, k)) == pytest.approx(1.0)
 
 
 def test_window_excludes_far_runs_and_censors_diverged():
@@ -70,13 +73,13 @@ def test_model_structure_follows_config(default_table):
     data = prepare(default_table.runs, default_table.cells, ModelConfig(axis="ND"))
     model = build_model(data, ModelConfig(axis="ND"))
     names = {v.name for v in model.free_RVs}
-    assert {"law_slope_N", "law_curvature_N", "law_slope_D", "law_curvature_D", "log_rate_low"} <= names
+    assert {"law_slope_N", "law_curvature_N", "law_slope_D", "law_curvature_D", "valley_asymmetry"} <= names
     assert model.dim_lengths["cell"].eval() == len(default_table.cells)
     lin = build_model(prepare(default_table.runs, default_table.cells, ModelConfig(axis="D", law="linear",
                                                                                   valley="quadratic")),
                       ModelConfig(axis="D", law="linear", valley="quadratic"))
     lin_names = {v.name for v in lin.free_RVs}
-    assert "law_slope_D" in lin_names and not any("curvature" in n or "rate" in n for n in lin_names)
+    assert "law_slope_D" in lin_names and not any("curvature" in n or "asymmetry" in n for n in lin_names)
 
 
 def test_baseline_recovers_exact_log_linear_law():
@@ -95,14 +98,14 @@ def test_cell_vertex_falls_back_to_best_run_when_not_convex():
     assert cell_vertex(x, np.array([3.0, 3.5, 3.1])) == (pytest.approx(x[0]), "best run")
 
 
-def _draws(rates, n=20000, seed=0):
+def _draws(asymmetry, n=20000, seed=0):
     rng = np.random.default_rng(seed)
-    return {"m": rng.normal(0.0, 0.5, n), "width": np.full(n, 0.1), "rates": rates}
+    return {"m": rng.normal(0.0, 0.5, n), "width": np.full(n, 0.1), "asymmetry": asymmetry}
 
 
 def test_decision_moves_below_median_when_high_side_is_steeper():
-    sym = decide(_draws((None, None)))
-    asym = decide(_draws((np.log(0.3), np.log(2.0))))
+    sym = decide(_draws(None))
+    asym = decide(_draws(np.full(20000, 1.5)))
     assert abs(sym) < 0.02
     assert asym < -0.05
 
@@ -120,7 +123,7 @@ class _FakeFit:
             "law_intercept": rng.normal(0.0, sd, shape), "law_slope_N": np.zeros(shape),
             "law_curvature_N": rng.normal(0.2, 0.05, shape), "law_residual_sd": np.full(shape, tau),
             "log_width_mean": np.full(shape, np.log(0.1)), "log_width_sd": np.full(shape, 0.01),
-            "log_rate_low": np.full(shape, -1.0), "log_rate_high": np.full(shape, 0.5),
+            "valley_asymmetry": np.full(shape, 1.0),
         }
         self.posterior = xr.Dataset({k: (("chain", "draw"), v) for k, v in post.items()})
         self.config = ModelConfig(axis="N")

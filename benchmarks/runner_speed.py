@@ -1,0 +1,117 @@
+"""Runner speed: tokens/s of `training_function` against a minimal plain-torch loop of the same
+model, in the same process, plus the weight-norm probe's overhead (and MFU on a GPU).
+
+    python benchmarks/runner_speed.py                         # CPU: cpu ladder's c128 (~1M params)
+    python benchmarks/runner_speed.py --threads 1             # one thread, as under 2-process launch
+    python benchmarks/runner_speed.py --ladder gpt2 --size g85m --batch 32 --precision bf16 --steps 60
+                                                               # GPU: ~85M non-emb (124M total), MFU
+
+Runs are interleaved (plain, runner with probe, runner without probe) `--repeats` times and the
+median tokens/s is reported. Every variant times all its steps, the first included. Targets
+(issue 3): runner/plain >= 0.95 with the probe on; MFU >= 45% with bf16 on a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from scalefit.train.cell import RunContext, training_function
+from scalefit.train.corpus import load_corpus
+from scalefit.train.model import GPT, GPTConfig
+from scalefit.train.spec import expand, flops_per_token
+
+REPO = Path(__file__).resolve().parent.parent
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core peaks
+
+
+def make_cell(a, probe_every: int) -> dict:
+    raw = {"ladder": str(REPO / "models" / f"{a.ladder}.toml"), "sizes": [a.size], "optimizer": a.optimizer,
+           "batch_size": a.batch, "tokens": {"absolute": [a.steps * a.batch * a.seq_len]},
+           "lr": {"values": [a.lr]}, "seq_len": a.seq_len, "schedule": {"kind": "cosine", "warmup": 0},
+           "data": {"kind": "stdlib", "eval_tokens": a.seq_len},  # eval is outside the timed loop
+           "run": {"precision": a.precision, "probe_every": probe_every, "probe_dense_until": 0,
+                   "checkpoint_every": 0, "log_every": 10}}
+    (cell,) = expand(raw, REPO / "benchmarks" / "runner_speed.toml").cells
+    return cell.as_dict()
+
+
+def plain_loop(cell: dict, device) -> float:
+    """nanoGPT's loop, nothing else: same model, batches, AdamW, clipping and autocast."""
+    cfg = cfg_ = cell["config"]
+    corpus = load_corpus(cfg["data"])
+    torch.manual_seed(cfg["seed"])
+    model = GPT(GPTConfig(vocab_size=corpus.vocab_size, **cfg["model"])).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg_["lr"], betas=cfg["betas"], weight_decay=0.1)
+    bsz, seq = cfg["batch_size"], cfg["model"]["seq_len"]
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["precision"] == "bf16")
+    t0 = time.perf_counter()
+    for step in range(cfg["steps"]):
+        xb, yb = corpus.batch(step, cfg["seed"], 0, bsz, seq)
+        x, y = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
+        with ctx:
+            _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    float(loss.detach())  # wait for the device
+    return cfg["steps"] * bsz * seq / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ladder", default="cpu")
+    p.add_argument("--size", default="c128")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--probe-every", type=int, default=10)
+    p.add_argument("--optimizer", default="adamw")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    on, off = make_cell(a, a.probe_every), make_cell(a, 0)
+    m = on["config"]["model"]
+    print(f"device={device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}) "
+          f"size={a.size} n_params={on['meta']['n_params']:,} total={on['meta']['n_params_total']:,} "
+          f"batch={a.batch}x{a.seq_len} steps={a.steps} precision={a.precision} probe_every={a.probe_every}")
+    plain_loop(off, device)  # warm-up (allocator, kernels, corpus)
+    res = {"plain": [], "runner+probe": [], "runner-probe": [], "probe_share": []}
+    for _ in range(a.repeats):
+        res["plain"].append(plain_loop(off, device))
+        with tempfile.TemporaryDirectory() as d:
+            r = training_function(on, RunContext(cell_dir=Path(d)))
+            res["runner+probe"].append(r["train_tokens_per_s"])
+            res["probe_share"].append(r["probe_s"] / r["train_s"])
+        with tempfile.TemporaryDirectory() as d:
+            res["runner-probe"].append(training_function(off, RunContext(cell_dir=Path(d)))["train_tokens_per_s"])
+    med = {k: statistics.median(v) for k, v in res.items()}
+    for k in ("plain", "runner+probe", "runner-probe"):
+        print(f"{k:>14}: {med[k]:12,.0f} tokens/s   (runs: {', '.join(f'{v:,.0f}' for v in res[k])})")
+    print(f"ratio runner+probe / plain : {med['runner+probe'] / med['plain']:.3f}   (target >= 0.95)")
+    print(f"ratio runner-probe / plain : {med['runner-probe'] / med['plain']:.3f}")
+    print(f"probe overhead             : {100 * (1 - med['runner+probe'] / med['runner-probe']):.1f}% of "
+          f"throughput; probe time / train time {100 * med['probe_share']:.1f}% (every {a.probe_every} steps)")
+    if device.type == "cuda":
+        fpt = flops_per_token(on["meta"]["n_params"], m["d_model"], m["n_layer"], on["config"]["data"]["vocab_size"],
+                              m["seq_len"])
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+        for k in ("plain", "runner+probe"):
+            achieved = fpt * med[k]
+            print(f"MFU {k:>13}: {achieved / 1e12:.1f} TFLOP/s" +
+                  (f" = {100 * achieved / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16 peak (target >= 45%)" if peak else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -51,7 +51,7 @@ def plain_loop(cell: dict, device) -> float:
     ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg["precision"] == "bf16")
     t0 = time.perf_counter()
     for step in range(cfg["steps"]):
-        xb, yb = corpus.batch(step, cfg["seed"], 0, bsz, seq)
+        xb, yb = corpus.batch(step, cfg["seed"], bsz, seq)
         x, y = torch.from_numpy(xb).to(device), torch.from_numpy(yb).to(device)
         with ctx:
             _, loss = model(x, y)

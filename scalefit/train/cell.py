@@ -100,7 +100,7 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
         model = acc.prepare_model(model)  # DDP: gradients averaged across processes
     if cfg["batch_size"] % world:
         raise ValueError(f"batch_size {cfg['batch_size']} not divisible by {world} processes")
-    bsz, seq, steps = cfg["batch_size"] // world, cfg["model"]["seq_len"], cfg["steps"]
+    seq, steps = cfg["model"]["seq_len"], cfg["steps"]
     sched = cfg["schedule"]
     lr_at = functools.partial(lr_multiplier, total=steps, kind=sched["kind"], warmup=sched["warmup"],
                               min_ratio=sched["min_ratio"], decay=sched["decay"])
@@ -133,7 +133,7 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
         s = lr_at(step)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * s
-        xb, yb = corpus.batch(step, cfg["seed"], rank, bsz, seq)
+        xb, yb = corpus.batch(step, cfg["seed"], cfg["batch_size"], seq, rank, world)
         x, y = torch.from_numpy(xb).to(device, non_blocking=True), torch.from_numpy(yb).to(device, non_blocking=True)
         with autocast():
             _, loss = model(x, y)
@@ -153,7 +153,10 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
         step += 1
 
         if step % run["log_every"] == 0 or step == steps:
-            chunk = torch.stack(pending).float().cpu().tolist()  # one host sync per window
+            chunk = torch.stack(pending).float()
+            if ctx.ddp and world > 1:  # every rank must take the same divergence decision
+                chunk = acc.reduce(chunk, reduction="mean")
+            chunk = chunk.cpu().tolist()  # one host sync per window
             pending = []
             losses += chunk
             if bar is not None:

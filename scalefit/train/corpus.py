@@ -10,7 +10,7 @@
   Memory-mapped; the hash covers the first 64 MiB of each file plus its size.
 - ``text``: a UTF-8 text file, or a directory of ``*.txt`` files (sorted), byte-level.
 
-Batches are random windows drawn with a generator seeded by (seed, step, rank), so the data
+Batches are random windows drawn with a generator seeded by (seed, step), so the data
 position of a run is its step: a resumed run sees exactly the batches it would have seen.
 """
 from __future__ import annotations
@@ -35,10 +35,14 @@ class Corpus:
     vocab_size: int
     sha256: str
 
-    def batch(self, step: int, seed: int, rank: int, batch_size: int, seq_len: int):
-        """Input and target windows (int64 numpy arrays of shape [batch_size, seq_len])."""
-        rng = np.random.default_rng([seed, step, rank])
+    def batch(self, step: int, seed: int, batch_size: int, seq_len: int, rank: int = 0, world: int = 1):
+        """Input and target windows (int64, [batch_size // world, seq_len]) of rank ``rank``: the
+        global batch depends only on (seed, step), and each rank takes its contiguous slice, so a
+        DDP run sees the same data as a single-process run of the same cell."""
+        rng = np.random.default_rng([seed, step])
         starts = rng.integers(0, len(self.train) - seq_len - 1, size=batch_size)
+        per = batch_size // world
+        starts = starts[rank * per:(rank + 1) * per]
         idx = starts[:, None] + np.arange(seq_len + 1)
         w = self.train[idx].astype(np.int64)
         return np.ascontiguousarray(w[:, :-1]), np.ascontiguousarray(w[:, 1:])

@@ -176,3 +176,24 @@ def test_kill_9_then_relaunch_resumes(tmp_path):
         assert not traj.duplicated(["step", "matrix"]).any()
     df = collect_runs(out)
     assert len(df) == len(cells) and df.cell_id.is_unique and (df.status == "ok").all()
+
+
+def test_ddp_mode_matches_a_single_process_run(tmp_path):
+    """--ddp: both processes train each cell on halves of the same global batch."""
+    from scalefit.train.cell import RunContext, training_function
+
+    grid = write_grid(tmp_path / "grid.toml", GRID.replace('sizes = ["u16", "u32"]', 'sizes = ["u16"]')
+                      .replace('optimizer = ["adamw", "adamh"]', 'optimizer = "adamw"')
+                      .replace("values = [1e-3, 1e-2]", "values = [3e-3]"))
+    (cell,) = load_spec(grid).cells
+    out = tmp_path / "out"
+    p = subprocess.run(LAUNCH + [str(grid), "--out", str(out), "--cpu", "--ddp"], env=_env(), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    ddp = json.loads((out / "cells" / cell.id / "result.json").read_text())
+    (tmp_path / "single").mkdir()
+    single = training_function(cell.as_dict(), RunContext(cell_dir=tmp_path / "single"))
+    assert ddp["ddp_processes"] == 2 and single["ddp_processes"] == 1
+    assert ddp["steps"] == single["steps"] == cell.config["steps"]
+    assert ddp["final_loss"] == pytest.approx(single["final_loss"], abs=2e-3)
+    assert ddp["eff_lr"] == pytest.approx(single["eff_lr"], rel=1e-2)

@@ -26,7 +26,7 @@ def _train(model, opt, probe, steps, lr_mults):
     for t in range(steps):
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * lr_mults[t]
-        x, y = (torch.from_numpy(a) for a in c.batch(t, 0, 0, 8, model.config.seq_len))
+        x, y = (torch.from_numpy(a) for a in c.batch(t, 0, 8, model.config.seq_len))
         _, loss = model(x, y)
         loss.backward()
         probe.before()

@@ -14,7 +14,6 @@ import pandas as pd
 from scalefit.config import ModelConfig
 from scalefit.fit import Fit, fit_runs
 from scalefit.grid import RunsTable
-from scalefit.model import lr_column
 from scalefit.sampling import SamplerSettings
 
 
@@ -63,7 +62,7 @@ def leave_largest_out(table: RunsTable, config: ModelConfig, settings: SamplerSe
     if len(held) == len(table.cells):
         raise ValueError("every cell is at the largest scale; nothing left to fit")
     fit = fit_runs(table, config, settings, held_out=held)
-    col = lr_column(config)
+    col = "lr"  # predictions are reported as the nominal LR to set, whatever space was fitted
     rows = []
     for cell in held:
         info = table.cells.loc[cell]

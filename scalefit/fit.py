@@ -14,6 +14,7 @@ import numpy as np
 
 from scalefit.baseline import BaselineFit, fit_baseline
 from scalefit.config import ModelConfig
+from scalefit.effective import EffectiveMap, fit_effective_map
 from scalefit.grid import RunsTable
 from scalefit.model import Standardization, prepare
 from scalefit.sampling import Convergence, SamplerSettings, convergence, sample
@@ -29,6 +30,7 @@ class Fit:
     baseline: BaselineFit
     held_out: tuple[int, ...] = ()
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    eff_map: EffectiveMap | None = None  # effective-LR fits only: eff_lr = f(lr, N, D)
 
     @property
     def posterior(self):
@@ -72,5 +74,9 @@ def fit_runs(table: RunsTable, config: ModelConfig = ModelConfig(),
     return Fit(
         config=config, table=table, std=data.std, tree=tree, convergence=convergence(tree),
         baseline=fit_baseline(table.runs, table.cells, config, held_out=held_out),
-        held_out=held_out, sampler=settings,
+        held_out=held_out, sampler=settings, eff_map=effective_map(table, config, data.std, held_out),
     )
+
+
+def effective_map(table: RunsTable, config: ModelConfig, std, held_out=()) -> EffectiveMap | None:
+    return fit_effective_map(table.runs, std, held_out) if config.lr_kind == "effective" else None

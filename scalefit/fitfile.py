@@ -91,7 +91,7 @@ def _numeric_only(ds: xr.Dataset) -> xr.Dataset:
 
 def load_fit(path):
     """Read a fit file back into a Fit (fully in memory; the file is closed)."""
-    from scalefit.fit import Fit
+    from scalefit.fit import Fit, effective_map
 
     path = Path(path)
     if not path.exists():
@@ -106,13 +106,14 @@ def load_fit(path):
     frame = _dataset_to_table(tree["runs"].to_dataset())
     table = load_runs(frame, cell_by=tuple(options["cell_by"]), min_lrs=0)
     table.source = options["source"]
-    held_out = tuple(json.loads(attrs["held_out"]))
     conv = json.loads(attrs["convergence"])
     if conv is not None:
         conv.pop("converged", None)
         conv = Convergence(**conv)
+    std = Standardization.from_json(attrs["standardization"])
+    held_out = tuple(json.loads(attrs["held_out"]))
     return Fit(
-        config=config, table=table, std=Standardization.from_json(attrs["standardization"]),
+        config=config, table=table, std=std, eff_map=effective_map(table, config, std, held_out),
         tree=tree, convergence=conv,
         baseline=fit_baseline(table.runs, table.cells, config, held_out=held_out),
         held_out=held_out, sampler=SamplerSettings(**json.loads(attrs["sampler"])),

@@ -33,12 +33,13 @@ class Prediction:
     p_curvature_positive: float | None  # None for a linear law; the fit's axis (first axis if ND)
     p_curvature_positive_by_axis: dict
     baseline_lr: float
-    lr_kind_fitted: str
-    lr_kind_reported: str
+    lr_kind_fitted: str  # the LR space the valleys and the law were fitted in
+    lr_kind_reported: str  # always "nominal": the LR you set
     axis: str
     interval_kind: str = INTERVAL_KIND
     converged: bool | None = None
     extrapolation: dict = field(default_factory=dict)  # target z vs the fitted range
+    effective: dict = field(default_factory=dict)  # effective-space interval when lr_kind_fitted is "effective"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,35 +91,49 @@ def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int 
         raise ValueError("n_params and n_tokens must be > 0")
     config, std = fit.config, fit.std
     draws = target_draws(fit.posterior, std, config, n_params, n_tokens, seed=seed)
-    log_lr = draws["m"] + std.x_center
-
-    def eti(p):
-        lo, hi = np.quantile(log_lr, [(1 - p) / 2, (1 + p) / 2])
-        return [float(np.exp(lo)), float(np.exp(hi))]
-
-    intervals = {str(p): eti(p) for p in sorted({*DEFAULT_PROBS, prob})}
     x_med = float(np.median(draws["m"]))
     x_dec = decide(draws)
     scale = std.y_scale  # expected losses back to loss units
     regret_dec = expected_loss(x_dec, draws) * scale
     penalty = (expected_loss(x_med, draws) - expected_loss(x_dec, draws)) * scale
 
+    log_lr = draws["m"] + std.x_center  # in the fitted LR space
+    log_dec = x_dec + std.x_center
+    baseline_log = fit.baseline.predict_log_lr(n_params, n_tokens)
+    effective = {}
+    if config.lr_kind == "effective":
+        # Users set the nominal LR: map every draw back through its own draw of the eff_lr map.
+        effective = {"eff_lr_median": float(np.exp(np.median(log_lr))),
+                     "eff_intervals": {str(p): _eti(log_lr, p) for p in sorted({*DEFAULT_PROBS, prob})},
+                     "map_identity": bool(fit.eff_map.identity),
+                     "map_residual_sd": float(fit.eff_map.residual_sd)}
+        log_lr = fit.eff_map.to_nominal(log_lr, n_params, n_tokens)
+        log_dec = float(np.median(fit.eff_map.to_nominal(np.full(len(log_lr), log_dec), n_params, n_tokens)))
+        baseline_log = float(np.median(fit.eff_map.to_nominal(np.full(len(log_lr), baseline_log), n_params, n_tokens)))
+
+    intervals = {str(p): _eti(log_lr, p) for p in sorted({*DEFAULT_PROBS, prob})}
     post = _scalars(fit.posterior)
     by_axis = {a: float(np.mean(post[f"law_curvature_{a}"] > 0)) for a in config.axes
                if f"law_curvature_{a}" in post}
     z_range = fit.z_range()
     return Prediction(
         n_params=float(n_params), n_tokens=float(n_tokens), prob=float(prob),
-        lr_median=float(np.exp(x_med + std.x_center)),
+        lr_median=float(np.exp(np.median(log_lr))),
         lr_low=intervals[str(prob)][0], lr_high=intervals[str(prob)][1], intervals=intervals,
-        lr_decision=float(np.exp(x_dec + std.x_center)),
+        lr_decision=float(np.exp(log_dec)),
         expected_loss_penalty_of_median=float(max(penalty, 0.0)),
         expected_regret_at_decision=float(regret_dec),
         p_curvature_positive=by_axis.get(config.axes[0]),
         p_curvature_positive_by_axis=by_axis,
-        baseline_lr=fit.baseline.predict_lr(n_params, n_tokens),
-        lr_kind_fitted=config.lr_kind, lr_kind_reported=config.lr_kind,
+        baseline_lr=float(np.exp(baseline_log)),
+        lr_kind_fitted=config.lr_kind, lr_kind_reported="nominal",
         axis=config.axis, converged=fit.convergence.converged if fit.convergence else None,
         extrapolation={a: {"target_z": float(draws["z"][a]), "fitted_z_min": z_range[a][0],
                            "fitted_z_max": z_range[a][1]} for a in config.axes},
+        effective=effective,
     )
+
+
+def _eti(log_values: np.ndarray, p: float) -> list[float]:
+    lo, hi = np.quantile(log_values, [(1 - p) / 2, (1 + p) / 2])
+    return [float(np.exp(lo)), float(np.exp(hi))]

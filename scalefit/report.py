@@ -92,8 +92,16 @@ def prediction_report(pred, synthetic: bool = False) -> str:
     lines = []
     if synthetic:
         lines.append(SYNTHETIC_BANNER)
-    space = pred.lr_kind_reported + " LR"
+    space = (f"fitted in {pred.lr_kind_fitted} LR space, reported as the nominal LR to set"
+             if pred.lr_kind_fitted != pred.lr_kind_reported else "nominal LR")
     lines.append(f"target N={pred.n_params:.3g} D={pred.n_tokens:.3g} (law along {pred.axis}, {space})")
+    if pred.effective:
+        e = pred.effective
+        iv = e["eff_intervals"][str(pred.prob)]
+        lines.append(f"  optimal effective LR {e['eff_lr_median']:.3g} {_fmt_interval(iv)}; mapped back through "
+                     + ("the identity (AdamH)" if e["map_identity"] else
+                        f"the fitted eff_lr = f(lr, N, D) map (residual sd {e['map_residual_sd']:.3f} in ln), "
+                        "its uncertainty included"))
     lines.append(f"  optimal LR, posterior median   {pred.lr_median:.3g}")
     for p in sorted(pred.intervals, key=float):
         mark = "  <-" if float(p) == pred.prob else ""
@@ -126,3 +134,23 @@ def backtest_report(bt) -> str:
             + f"mean |log10 error|: model {s['mean_abs_log10_err']:.3f}, baseline {s['baseline_mean_abs_log10_err']:.3f}; "
             + f"90% interval coverage {s['coverage']:.0%} of {s['held_out_cells']} held-out cell(s); "
             + ("converged" if s["converged"] else "NOT converged"))
+
+
+def comparison_report(result, synthetic: bool = False) -> str:
+    r = result.rows
+    lines = [SYNTHETIC_BANNER] if synthetic else []
+    cols = ["variant", "lr_median", "lr_low", "lr_high", "lr_decision", "p_curvature_positive", "backtest_abs_log10_err",
+            "backtest_coverage", "baseline_backtest_abs_log10_err", "backtest_regret", "elpd_diff", "loo_group", "converged"]
+    shown = r[[c for c in cols if c in r]].copy()
+    for c in shown.columns:
+        if shown[c].dtype.kind == "f":
+            shown[c] = shown[c].map(lambda v: f"{v:.3g}")
+    prob = r["prob"].dropna().iloc[0] if "prob" in r and r["prob"].notna().any() else 0.9
+    lines.append(f"target LR to set (nominal), {prob:.0%} ETI; backtests hold out each variant's largest scale:")
+    lines.append(shown.to_string(index=False))
+    if "error" in r:
+        for _, row in r[r["error"].notna()].iterrows():
+            lines.append(f"  {row['variant']}: not fitted: {row['error']}")
+    lines.append("elpd_diff: PSIS-LOO relative to the best variant scoring the same observations (same loo_group); "
+                 "backtest errors are log10(predicted median / held-out cell's best swept LR).")
+    return "\n".join(lines)

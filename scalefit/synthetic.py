@@ -105,3 +105,77 @@ def make_grid(
 
 def truth_json(truth: SyntheticTruth) -> dict:
     return {k: float(v) for k, v in asdict(truth).items()}
+
+
+@dataclass(frozen=True)
+class EffectiveTruth:
+    """A SYNTHETIC world that is straight in effective LR and curved in nominal LR.
+
+    ln eff*(N, D) = ln eff_ref + slope_n u + slope_d v          (log-linear: no curvature)
+    ln eff(lr)    = ln eff_ref + k(N) (ln lr - ln lr_ref),       k(N) = k_ref + k_slope u
+
+    The map's log-slope k rises with N, as THEORY.md 3.4 predicts when larger models (smaller
+    LRs) spend more of training in the weight-norm transient; so the nominal optimum
+    ln lr* = ln lr_ref + (ln eff* - ln eff_ref) / k(N) curves upward in ln N.
+    """
+
+    lr_ref: float = 3e-3
+    eff_ref: float = 1e-3
+    slope_n: float = -0.35
+    slope_d: float = -0.15
+    k_ref: float = 0.72
+    k_slope: float = 0.10
+    n_ref: float = 8e6
+    d_ref: float = 4e8
+    eff_noise_sd: float = 0.02  # measurement scatter of eff_lr (ln units)
+    valley: SyntheticTruth = SyntheticTruth()  # floors, width, shape and noise of the loss
+
+    def k(self, n_params) -> np.ndarray:
+        return self.k_ref + self.k_slope * np.log(np.asarray(n_params, dtype=float) / self.n_ref)
+
+    def log_eff_opt(self, n_params, n_tokens) -> np.ndarray:
+        u = np.log(np.asarray(n_params, dtype=float) / self.n_ref)
+        v = np.log(np.asarray(n_tokens, dtype=float) / self.d_ref)
+        return np.log(self.eff_ref) + self.slope_n * u + self.slope_d * v
+
+    def log_eff(self, lr, n_params) -> np.ndarray:
+        return np.log(self.eff_ref) + self.k(n_params) * (np.log(lr) - np.log(self.lr_ref))
+
+    def log_lr_opt(self, n_params, n_tokens) -> np.ndarray:
+        return np.log(self.lr_ref) + (self.log_eff_opt(n_params, n_tokens) - np.log(self.eff_ref)) / self.k(n_params)
+
+
+def make_effective_grid(
+    truth: EffectiveTruth = EffectiveTruth(),
+    n_params=(1e6, 2e6, 4e6, 8e6, 16e6, 32e6),
+    n_tokens=(2e8, 8e8),
+    n_lrs: int = 8,
+    seed: int = 0,
+    optimizer: str = "adamw",
+) -> pd.DataFrame:
+    """A runs table with measured eff_lr whose loss valley lives in effective-LR space."""
+    rng = np.random.default_rng(seed)
+    v = truth.valley
+    rows = []
+    for n in n_params:
+        for d in n_tokens:
+            log2_opt = truth.log_lr_opt(n, d) / np.log(2)
+            centre = log2_opt + rng.uniform(-0.5, 0.5)
+            width_factor = float(np.exp(rng.normal(0.0, v.width_cell_sd)))
+            for log2_lr in centre + 0.5 * (np.arange(n_lrs) - (n_lrs - 1) / 2):
+                lr = float(2.0**log2_lr)
+                de = truth.log_eff(lr, n) - truth.log_eff_opt(n, d)
+                p, q = v.rate_low, v.rate_high
+                shape = 2.0 * (q * np.exp(-p * de) + p * np.exp(q * de) - (p + q)) / (p * q * (p + q))
+                diverged = de / np.log(2) > v.diverge_octaves
+                loss = v.floor(n, d) + v.width * width_factor * shape + rng.normal(0, v.noise_sd)
+                rows.append({
+                    "n_params": int(n), "n_tokens": int(d), "batch_size": 65536, "lr": lr,
+                    "eff_lr": float(np.exp(truth.log_eff(lr, n) + rng.normal(0, truth.eff_noise_sd))),
+                    "weight_decay": 0.1, "optimizer": optimizer, "schedule": "synthetic", "seed": 0,
+                    "final_loss": np.nan if diverged else float(loss), "loss_kind": "synthetic",
+                    "status": "diverged" if diverged else "ok",
+                    "true_lr_opt": float(np.exp(truth.log_lr_opt(n, d))),
+                    "true_eff_lr_opt": float(np.exp(truth.log_eff_opt(n, d))),
+                })
+    return pd.DataFrame(rows)

@@ -129,7 +129,7 @@ class _FakeFit:
         self.config = ModelConfig(axis="N")
         self.std = Standardization(np.log(1e-3), 3.0, 0.1, np.log(1e7), 1.0, np.log(1e9), 0.0)
         self.convergence = Convergence(1.0, 1000, 1000, 0, n)
-        self.baseline = type("B", (), {"predict_lr": staticmethod(lambda n, d: 1e-3)})()
+        self.baseline = type("B", (), {"predict_log_lr": staticmethod(lambda n, d: np.log(1e-3))})()
 
     def z_range(self):
         return {"N": (-1.0, 1.0), "D": (0.0, 0.0)}

@@ -1,0 +1,83 @@
+"""The effective-LR variant: the eff_lr map, AdamH identity, and the four-way comparison."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import FAST
+from scalefit.effective import fit_effective_map
+from scalefit.grid import load_runs
+from scalefit.model import Standardization
+from scalefit.synthetic import EffectiveTruth, make_effective_grid
+
+
+def _std(table):
+    ln_n = np.log(table.cells["n_params"].to_numpy(dtype=float))
+    ln_d = np.log(table.cells["n_tokens"].to_numpy(dtype=float))
+    return Standardization(0.0, 0.0, 1.0, ln_n.mean(), ln_n.std(), ln_d.mean(), ln_d.std())
+
+
+def test_adamw_map_recovers_the_scale_dependent_slope_and_inverts():
+    truth = EffectiveTruth()
+    table = load_runs(make_effective_grid(truth))
+    std = _std(table)
+    m = fit_effective_map(table.runs, std)
+    assert not m.identity
+    # d(slope)/d(ln N) = c2 / sd(ln N) must equal the truth's k_slope
+    assert m.coef_draws[:, 2].mean() / std.log_n_sd == pytest.approx(truth.k_slope, abs=0.01)
+    for n in (1e6, 32e6):
+        lr = np.array([1e-3, 4e-3])
+        log_eff = truth.log_eff(lr, n)
+        assert m.log_eff(np.log(lr), n, 4e8) == pytest.approx(log_eff, abs=0.02)
+        back = np.median(m.to_nominal(np.full(4000, log_eff[0]), n, 4e8))
+        assert back == pytest.approx(np.log(lr[0]), abs=0.03)
+
+
+def test_adamh_is_the_identity_and_identity_data_fit_slope_one():
+    frame = make_effective_grid(optimizer="adamh")
+    rng = np.random.default_rng(0)
+    frame["eff_lr"] = frame["lr"] * np.exp(rng.normal(0, 0.01, len(frame)))  # AdamH: the LR is the angle
+    table = load_runs(frame)
+    m = fit_effective_map(table.runs, _std(table))
+    assert m.identity
+    draws = np.log([1e-3, 2e-3])
+    np.testing.assert_array_equal(m.to_nominal(draws, 1e7, 1e9), draws)
+    # the same data labelled AdamW go through the regression, which must find the identity
+    fitted = fit_effective_map(load_runs(frame.assign(optimizer="adamw")).runs, _std(table))
+    c = fitted.coef_draws.mean(axis=0)
+    assert c[1] == pytest.approx(1.0, abs=0.01) and abs(c[2]) < 0.01 and abs(c[4]) < 0.01
+    assert c[0] == pytest.approx(fitted.lr_center, abs=0.01)
+
+
+def test_map_needs_eff_lr():
+    frame = make_effective_grid().drop(columns=["eff_lr"])
+    table = load_runs(frame)
+    with pytest.raises(ValueError, match="no eff_lr column"):
+        fit_effective_map(table.runs, _std(table))
+
+
+@pytest.mark.slow
+def test_compare_finds_curvature_in_nominal_but_not_in_effective():
+    from scalefit.compare import compare
+
+    truth = EffectiveTruth()
+    table = load_runs(make_effective_grid(truth))
+    result = compare(table, 128e6, 4e8, FAST, variants=[("nominal", "N"), ("effective", "N")])
+    rows = result.rows.set_index("variant")
+    true_target = float(np.exp(truth.log_lr_opt(128e6, 4e8)))
+    for name in rows.index:
+        assert rows.loc[name, "lr_low"] < true_target < rows.loc[name, "lr_high"], name
+    assert rows.loc["nominal/N", "p_curvature_positive"] > 0.85
+    assert 0.05 < rows.loc["effective/N", "p_curvature_positive"] < 0.95
+    # straight in effective space: narrower honest interval, and a log-linear fit there works
+    width = np.log(rows["lr_high"] / rows["lr_low"])
+    assert width["effective/N"] < width["nominal/N"]
+
+    def truth_error(name, column):
+        r = result.backtests[name].rows
+        return float(np.abs(np.log10(r[column] / np.exp(truth.log_lr_opt(r["n_params"], r["n_tokens"])))).mean())
+
+    assert truth_error("effective/N", "lr_median") <= truth_error("nominal/N", "lr_median") + 0.02
+    assert truth_error("effective/N", "baseline_lr") < 0.5 * truth_error("nominal/N", "baseline_lr")
+    assert rows["loo_group"].nunique() == 1  # same observations: LOO is comparable
+    assert rows["elpd_diff"].max() == 0.0

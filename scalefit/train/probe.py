@@ -110,7 +110,8 @@ def summarize(records: list[dict], *, steps: int, lr: float, weight_decay: float
     out["rms_final"] = float(np.sqrt(rms2[-1]))
     if optimizer == "adamw" and weight_decay > 0:
         eq = lr * s / (2 * weight_decay)
-        within = np.nonzero(np.abs(rms2 / eq - 1) <= eq_tolerance)[0]
+        pos = eq > 0  # s(t) = 0 (end of a decay to zero) has no equilibrium to compare with
+        within = np.nonzero(pos & (np.abs(rms2 / np.where(pos, eq, 1.0) - 1) <= eq_tolerance))[0]
         if within.size:
             out["t_eq"] = float(st[within[0]])
             out["transient_frac"] = out["t_eq"] / steps

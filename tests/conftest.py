@@ -1,27 +1,8 @@
-"""Shared test setup: a compile cache CI can keep, the optional public data, one small fit."""
-
-import os
-from pathlib import Path
+"""Session fixtures for the fit-side tests: one small synthetic table and one fit of it."""
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-os.environ.setdefault("SCALEFIT_CACHE", str(REPO / ".cache"))
-from scalefit.sampling import SamplerSettings, use_compile_cache  # noqa: E402
-
-use_compile_cache()
-
-# Small but real sampling: enough draws for the recovery assertions, cheap on 2 cores.
-FAST = SamplerSettings(draws=1000, tune=1000, chains=2, seed=1)
-
-
-def shared_csv(name: str) -> Path:
-    path = SHARED_DATA / name / "runs.csv"
-    if not path.exists():
-        pytest.skip(f"{path} absent (public data lives outside the project)")
-    return path
+from sf_testing import FAST  # noqa: F401  (also points pytensor at the compile cache)
 
 
 @pytest.fixture(scope="session")

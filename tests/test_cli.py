@@ -56,7 +56,7 @@ def test_bundled_default_is_the_documented_generator_output():
     """data/synthetic_default/runs.csv must be exactly `scalefit synth --seed 0` (nothing edited)."""
     import pandas as pd
 
-    from conftest import REPO
+    from sf_testing import REPO
     from scalefit.synthetic import make_grid
 
     shipped = pd.read_csv(REPO / "data" / "synthetic_default" / "runs.csv")

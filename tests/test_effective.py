@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FAST
+from sf_testing import FAST
 from scalefit.effective import fit_effective_map
 from scalefit.grid import load_runs
 from scalefit.model import Standardization

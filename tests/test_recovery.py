@@ -6,7 +6,7 @@ All grids here share one shape, so the model compiles once and later fits only s
 import numpy as np
 import pytest
 
-from conftest import FAST
+from sf_testing import FAST
 from scalefit.backtest import leave_largest_out
 from scalefit.config import ModelConfig
 from scalefit.fit import fit_runs

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import FAST, shared_csv
+from sf_testing import FAST, shared_csv
 from scalefit.backtest import leave_largest_out
 from scalefit.config import ModelConfig
 from scalefit.fit import fit_runs

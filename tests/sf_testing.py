@@ -1,0 +1,25 @@
+"""Constants and helpers shared by the fit-side tests (a uniquely named module: tests/train has
+its own conftest, so `from sf_testing import ...` would be ambiguous)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("SCALEFIT_CACHE", str(REPO / ".cache"))
+from scalefit.sampling import SamplerSettings, use_compile_cache  # noqa: E402
+
+use_compile_cache()
+
+# Small but real sampling: enough draws for the recovery assertions, cheap on 2 cores.
+FAST = SamplerSettings(draws=1000, tune=1000, chains=2, seed=1)
+
+
+def shared_csv(name: str) -> Path:
+    path = SHARED_DATA / name / "runs.csv"
+    if not path.exists():
+        pytest.skip(f"{path} absent (public data lives outside the project)")
+    return path

@@ -155,6 +155,35 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from scalefit.sampling import use_compile_cache
+
+    use_compile_cache()
+    import warnings
+
+    from scalefit.compare import available_variants, compare
+    from scalefit.report import comparison_report
+
+    table = _load(args)
+    variants = [tuple(v.split("/")) for v in args.variants] if args.variants else available_variants(table)
+    print(f"comparing {len(variants)} variants: {', '.join('/'.join(v) for v in variants)} "
+          f"(each compiles once, ~20 s, then backtests reuse it)", file=sys.stderr, flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pareto-k warnings are reported in the table instead
+        result = compare(table, args.n_params, args.n_tokens, _settings(args), prob=args.prob, variants=variants)
+    if args.json:
+        print(json.dumps(result.to_dict(), default=_plain))
+    else:
+        print(comparison_report(result, synthetic=is_synthetic_table(table)))
+    return 0
+
+
+def is_synthetic_table(table) -> bool:
+    from scalefit.report import is_synthetic
+
+    return is_synthetic(table.runs)
+
+
 def cmd_synth(args) -> int:
     from scalefit.synthetic import SyntheticTruth, make_grid
 
@@ -199,6 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backtest)
 
+    p = sub.add_parser("compare", help="every variant (nominal/effective x N/D/ND): target interval, backtests, LOO")
+    _add_table_options(p)
+    p.add_argument("--n-params", type=count, required=True)
+    p.add_argument("--n-tokens", type=count, required=True)
+    p.add_argument("--variants", nargs="*", metavar="KIND/AXIS", help="e.g. nominal/N effective/N (default: all)")
+    p.add_argument("--prob", type=float, default=0.9)
+    p.add_argument("--draws", type=int, default=2000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("synth", help="write a SYNTHETIC grid with a known curved law")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -206,12 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_synth)
 
-    try:
-        from scalefit import cli_runners
-    except ImportError:  # the runner half is optional
-        cli_runners = None
-    if cli_runners is not None:
-        cli_runners.register(sub)
+    import importlib
+
+    for name in ("scalefit.cli_runners", "scalefit.cli_plots"):  # runner and plot commands
+        importlib.import_module(name).register(sub)
     return parser
 
 

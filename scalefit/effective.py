@@ -91,3 +91,38 @@ def fit_effective_map(runs: pd.DataFrame, std, held_out=(), n_draws: int = 4000,
     draws = np.zeros((n_draws, 6))
     draws[:, keep] = draws_k
     return EffectiveMap(False, draws, center, float(np.sqrt(s2)), std)
+
+
+TRANSIENT_COLUMNS = ("t_eq", "transient_frac", "equilibration_number")
+
+
+def transient_by_cell(runs: pd.DataFrame, cells: pd.DataFrame, fit=None) -> pd.DataFrame:
+    """Weight-norm transient at each cell's best LR, next to the 1/(lr wd) timescale.
+
+    Columns from the runner's probe: t_eq (steps until the hidden-matrix RMS^2 is within 10% of
+    lr_t/(2 wd)), transient_frac = t_eq / steps, equilibration_number E = 2 wd sum_t lr_t.
+    THEORY.md 3.4: cells whose best runs spend more of training in the transient (small E) should
+    sit above a log-linear law fitted in nominal LR. With a `fit`, each cell's posterior median
+    optimum minus the least-squares line through all optima (along the fit's first axis) is
+    given as `law_residual`, to check that relation.
+    """
+    missing = [c for c in TRANSIENT_COLUMNS + ("weight_decay", "steps") if c not in runs]
+    if missing:
+        raise ValueError(f"the runs table lacks {missing}: collect it with the scalefit runners (weight-norm probe)")
+    ok = runs[runs["status"] == "ok"]
+    best = ok.loc[ok.groupby("cell")["final_loss"].idxmin()].set_index("cell")
+    out = pd.DataFrame({
+        "n_params": cells.loc[best.index, "n_params"], "n_tokens": cells.loc[best.index, "n_tokens"],
+        "best_lr": best["lr"], "steps": best["steps"],
+        "timescale_steps": 1.0 / (best["lr"] * best["weight_decay"]),
+        "t_eq": best["t_eq"], "transient_frac": best["transient_frac"],
+        "equilibration_number": best["equilibration_number"],
+    })
+    if fit is not None:
+        m = np.median(fit.posterior["log_lr_opt"].values.reshape(-1, len(fit.table.cells)), axis=0)
+        axis_col = "n_params" if fit.config.axes[0] == "N" else "n_tokens"
+        x = np.log(fit.table.cells[axis_col].to_numpy(dtype=float))
+        slope, intercept = np.polyfit(x, m, 1)
+        resid = pd.Series(m - (intercept + slope * x), index=fit.table.cells.index)
+        out["law_residual"] = resid.loc[out.index]
+    return out

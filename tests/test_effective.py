@@ -81,3 +81,24 @@ def test_compare_finds_curvature_in_nominal_but_not_in_effective():
     assert truth_error("effective/N", "baseline_lr") < 0.5 * truth_error("nominal/N", "baseline_lr")
     assert rows["loo_group"].nunique() == 1  # same observations: LOO is comparable
     assert rows["elpd_diff"].max() == 0.0
+
+
+def test_transient_by_cell_reads_the_probe_columns():
+    from scalefit.effective import transient_by_cell
+
+    frame = make_effective_grid()
+    with pytest.raises(ValueError, match="lacks"):
+        transient_by_cell(load_runs(frame).runs, load_runs(frame).cells)
+    steps = 1000
+    frame = frame.assign(steps=steps, equilibration_number=2 * 0.1 * frame["lr"] * steps,
+                         t_eq=np.minimum(steps, 1.0 / (frame["lr"] * 0.1)))
+    frame["transient_frac"] = frame["t_eq"] / steps
+    table = load_runs(frame)
+    out = transient_by_cell(table.runs, table.cells)
+    assert len(out) == len(table.cells)
+    best = table.cells["best_lr"]
+    np.testing.assert_allclose(out["best_lr"], best.loc[out.index], rtol=1e-9)  # grid rounds LRs to 10 digits
+    np.testing.assert_allclose(out["timescale_steps"], 1.0 / (out["best_lr"] * 0.1), rtol=1e-12)
+    # smaller best LR (larger N) -> longer transient: the relation THEORY.md 3.4 builds on
+    order = np.argsort(out["best_lr"].to_numpy())
+    assert out["transient_frac"].to_numpy()[order][0] >= out["transient_frac"].to_numpy()[order][-1]

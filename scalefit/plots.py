@@ -1,4 +1,4 @@
-"""Figures for fits and runner trajectories (matplotlib, object API: no pyplot state, no display).
+"""Figures for fits and runner trajectories (matplotlib; no pyplot state outside a notebook).
 
     fig = plot_valleys(fit)                    # one panel per cell: runs, posterior valley, band
     fig = plot_law(fit, targets=[(1.3e8, 4e8)]) # optimal LR vs N or D with the new-cell fan
@@ -6,14 +6,16 @@
 
 Every function returns a `matplotlib.figure.Figure` and saves nothing. matplotlib is imported
 inside the functions (it is in the `dev` extra only) so `import scalefit.plots` stays cheap.
-Figures are built with `Figure()` rather than pyplot: rendering goes through Agg (or the SVG
-backend), nothing registers with a GUI, and a long notebook does not accumulate open figures.
+Outside a Jupyter kernel, figures are built with `Figure()` rather than pyplot: rendering goes
+through Agg (or the SVG backend), nothing registers with a GUI, and callers never need to close
+figures. Inside a kernel they are pyplot figures, so `fig = plot_law(fit)` displays inline.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,24 @@ def require_matplotlib():
     return matplotlib
 
 
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (never imports IPython itself: the CLI must stay light)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
 def _figure(width: float, height: float):
     require_matplotlib()
+    if _in_kernel():
+        # pyplot-managed in a notebook, so the inline backend shows the figure at the end of the
+        # cell (`fig = plot_law(...)` displays) and then closes it
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=(width, height), layout="constrained")
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -462,6 +480,7 @@ def plot_weight_norms(traj_paths_or_frames, stat: str = "rms", matrices: str = "
     if stat not in ("rms", "norm") or matrices not in ("median", "each"):
         raise ValueError("stat must be 'rms' or 'norm', matrices 'median' or 'each'")
     runs = load_trajectories(traj_paths_or_frames)
+    runs.sort(key=lambda r: (str(r[1].get("size", "")), str(r[1].get("optimizer", "")), r[1].get("lr") or 0.0))
     fig = _figure(7.5, 4.8)
     ax = fig.add_subplot(1, 1, 1)
     from matplotlib import colormaps

@@ -279,10 +279,25 @@ def plot_valleys(fit, cells=None, prob: float = 0.9, n_draws: int = DEFAULT_DRAW
 
 # -------------------------------------------------------------------------------------------- law
 
-def _backtest_rows(backtest) -> pd.DataFrame | None:
+def _backtest_points(fit, backtest) -> pd.DataFrame | None:
+    """Held-out cells' observed best LR in the fit's LR space. Backtests report the nominal LR;
+    for an effective-LR fit, take the eff_lr of the ok runs at that cell's best nominal LR."""
     if backtest is None:
         return None
-    rows = backtest.rows if hasattr(backtest, "rows") else pd.DataFrame(backtest)
+    rows = (backtest.rows if hasattr(backtest, "rows") else pd.DataFrame(backtest)).copy()
+    if fit.config.lr_kind != "effective" or not len(rows):
+        return rows
+    runs, cells = fit.table.runs, fit.table.cells
+    values = []
+    for _, row in rows.iterrows():
+        match = cells.index[np.isclose(cells["n_params"], row["n_params"]) & np.isclose(cells["n_tokens"], row["n_tokens"])]
+        ok = runs[runs["cell"].isin(match) & (runs["status"] == "ok")]
+        if not len(ok) or "eff_lr" not in ok:
+            values.append(np.nan)
+            continue
+        best = ok.groupby("lr")["final_loss"].mean().idxmin()
+        values.append(float(ok.loc[ok["lr"] == best, "eff_lr"].median()))
+    rows["observed_best_lr"] = values
     return rows
 
 
@@ -333,23 +348,28 @@ def _draw_law(ax, fit, targets=(), backtest=None, prob: float = 0.9, extend: flo
                     ms=4, color="0.55" if held else colour, mfc="white" if held else colour, lw=1, capsize=2,
                     label=("cell optimum (posterior)" if not held else "held-out cell (predicted)")
                     if k == _first(opt, held) else None)
-    bt = _backtest_rows(backtest)
+    bt = _backtest_points(fit, backtest)
     if bt is not None and len(bt):
         ax.plot(bt[xcol], bt["observed_best_lr"], "o", ms=9, mfc="none", mec="C3", mew=1.8,
                 label="held out: observed best LR", gid="backtest_observed")
     for k, (n, d) in enumerate(targets):
         p = fit.predict(n, d, prob=prob)
         x = n if xaxis == "N" else d
-        ax.errorbar([x], [p.lr_median], yerr=[[p.lr_median - p.lr_low], [p.lr_high - p.lr_median]], fmt="*",
+        med, (low, high) = p.lr_median, (p.lr_low, p.lr_high)
+        text = f"{med:.2g}\n[{low:.2g}, {high:.2g}]"
+        if p.effective:  # predictions report the nominal LR to set; this axis is effective LR
+            med, (low, high) = p.effective["eff_lr_median"], p.effective["eff_intervals"][str(p.prob)]
+            text = f"eff {med:.2g} [{low:.2g}, {high:.2g}]\nset nominal {p.lr_median:.2g} [{p.lr_low:.2g}, {p.lr_high:.2g}]"
+        ax.errorbar([x], [med], yerr=[[med - low], [high - med]], fmt="*",
                     ms=12, color="C1", mec="k", lw=1.5, capsize=4, gid="target",
                     label=f"target ({_eti_label(prob)})" if k == 0 else None)
-        ax.annotate(f"{p.lr_median:.2g}\n[{p.lr_low:.2g}, {p.lr_high:.2g}]", (x, p.lr_high), fontsize=7,
-                    ha="center", va="bottom", textcoords="offset points", xytext=(0, 3))
+        ax.annotate(text, (x, high), fontsize=7, ha="center", va="bottom", textcoords="offset points",
+                    xytext=(0, 3))
     ax.set_xscale("log")
     ax.set_yscale("log")
     _tidy_log_axis(ax.xaxis, si)
     ax.set_xlabel(AXIS_LABELS[xaxis])
-    ax.set_ylabel(f"optimal {_lr_name(fit)} ({cfg.lr_kind})")
+    ax.set_ylabel(f"optimal {cfg.lr_kind} LR")
     if title is None:
         title = f"optimal {cfg.lr_kind} LR vs {cfg.axis}: median and {_eti_label(prob)}"
         if _is_synthetic(fit):

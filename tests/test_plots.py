@@ -178,6 +178,35 @@ def test_law_shows_backtest_observed_points(default_fit):
     assert pts.get_markerfacecolor() == "none"
 
 
+def _as_effective(fit):
+    """The default fit relabelled as an effective-LR fit with eff_lr = 2 lr (plumbing only)."""
+    from scalefit.effective import EffectiveMap
+
+    runs = fit.table.runs.assign(eff_lr=lambda r: 2 * r["lr"])
+    table = dataclasses.replace(fit.table, runs=runs)
+    center = float(np.log(runs["lr"]).mean())
+    coef = np.array([[center + np.log(2), 1.0, 0.0, 0.0, 0.0, 0.0]])
+    return dataclasses.replace(fit, table=table, config=fit.config.replace(lr_kind="effective"),
+                               eff_map=EffectiveMap(False, coef, center, 0.0, fit.std))
+
+
+def test_effective_law_plots_targets_and_backtest_in_effective_space(default_fit):
+    fit = _as_effective(default_fit)
+    cells = default_fit.table.cells
+    cell = int(cells.index[-1])
+    rows = pd.DataFrame({"n_params": [cells.loc[cell, "n_params"]], "n_tokens": [cells.loc[cell, "n_tokens"]],
+                         "observed_best_lr": [cells.loc[cell, "best_lr"]]})  # backtests report nominal
+    ax = plots.plot_law(fit, targets=[TARGET], backtest=rows).axes[0]
+    assert "effective" in ax.get_title() and "effective" in ax.get_ylabel()
+    pred = fit.predict(*TARGET)
+    assert pred.lr_kind_reported == "nominal"
+    (target,) = [c for c in ax.containers if c.lines[0].get_gid() == "target"]
+    y = target.lines[0].get_ydata()[0]
+    assert y == pytest.approx(pred.effective["eff_lr_median"]) and y == pytest.approx(2 * pred.lr_median)
+    (pts,) = _by_gid(ax, "backtest_observed")
+    assert pts.get_ydata()[0] == pytest.approx(2 * cells.loc[cell, "best_lr"])
+
+
 def test_side_by_side_shares_y(default_fit):
     fig = plots.plot_side_by_side({"a": default_fit, "b": default_fit})
     a, b = fig.axes

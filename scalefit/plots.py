@@ -411,6 +411,8 @@ def plot_side_by_side(fits: dict, prob: float = 0.9, **law_kwargs):
         synthetic |= _is_synthetic(fit)
     for ax in axes[1:]:
         ax.set_ylabel("")
+    kinds = {fit.config.lr_kind for fit in fits.values()}
+    axes[0].set_ylabel(f"optimal {kinds.pop()} LR" if len(kinds) == 1 else "optimal LR (space in each panel's title)")
     head = f"optimal LR: posterior median and new-cell {_eti_label(prob)}"
     fig.suptitle(("SYNTHETIC DATA - " if synthetic else "") + head, fontsize=11)
     return fig

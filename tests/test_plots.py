@@ -213,6 +213,9 @@ def test_side_by_side_shares_y(default_fit):
     assert a.get_shared_y_axes().joined(a, b)
     assert a.get_title().startswith("a:") and b.get_title().startswith("b:")
     assert "SYNTHETIC DATA" in fig.get_suptitle()
+    mixed = plots.plot_side_by_side({"nominal": default_fit, "effective": _as_effective(default_fit)})
+    assert mixed.axes[0].get_ylabel() == "optimal LR (space in each panel's title)"
+    assert "effective LR" in mixed.axes[1].get_title()
 
 
 # ------------------------------------------------------------------------------------------- saving

@@ -290,7 +290,8 @@ def _backtest_points(fit, backtest) -> pd.DataFrame | None:
     runs, cells = fit.table.runs, fit.table.cells
     values = []
     for _, row in rows.iterrows():
-        match = cells.index[np.isclose(cells["n_params"], row["n_params"]) & np.isclose(cells["n_tokens"], row["n_tokens"])]
+        same = np.isclose(cells["n_params"], row["n_params"]) & np.isclose(cells["n_tokens"], row["n_tokens"])
+        match = cells.index[same]
         ok = runs[runs["cell"].isin(match) & (runs["status"] == "ok")]
         if not len(ok) or "eff_lr" not in ok:
             values.append(np.nan)
@@ -359,7 +360,8 @@ def _draw_law(ax, fit, targets=(), backtest=None, prob: float = 0.9, extend: flo
         text = f"{med:.2g}\n[{low:.2g}, {high:.2g}]"
         if p.effective:  # predictions report the nominal LR to set; this axis is effective LR
             med, (low, high) = p.effective["eff_lr_median"], p.effective["eff_intervals"][str(p.prob)]
-            text = f"eff {med:.2g} [{low:.2g}, {high:.2g}]\nset nominal {p.lr_median:.2g} [{p.lr_low:.2g}, {p.lr_high:.2g}]"
+            text = (f"eff {med:.2g} [{low:.2g}, {high:.2g}]\n"
+                    f"set nominal {p.lr_median:.2g} [{p.lr_low:.2g}, {p.lr_high:.2g}]")
         ax.errorbar([x], [med], yerr=[[med - low], [high - med]], fmt="*",
                     ms=12, color="C1", mec="k", lw=1.5, capsize=4, gid="target",
                     label=f"target ({_eti_label(prob)})" if k == 0 else None)

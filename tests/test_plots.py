@@ -266,12 +266,14 @@ def test_weight_norm_plot(run_dir):
 
 def test_cli_valleys_and_law(fit_file, tmp_path, capsys):
     parser = _parser()
-    args = parser.parse_args(["plot", "valleys", str(fit_file), "-o", str(tmp_path / "v.png"), "--cells", "0", "3", "5"])
+    args = parser.parse_args(["plot", "valleys", str(fit_file), "-o", str(tmp_path / "v.png"),
+                              "--cells", "0", "3", "5"])
     assert args.cells == [0, 3, 5]
     assert args.func(args) == 0
     assert (tmp_path / "v.png").stat().st_size > 10_000
     bt = tmp_path / "bt.json"
-    bt.write_text(json.dumps({"summary": {}, "rows": [{"n_params": 3.2e7, "n_tokens": 4e8, "observed_best_lr": 1.5e-3}]}))
+    rows = [{"n_params": 3.2e7, "n_tokens": 4e8, "observed_best_lr": 1.5e-3}]
+    bt.write_text(json.dumps({"summary": {}, "rows": rows}))
     args = parser.parse_args(["plot", "law", str(fit_file), "-o", str(tmp_path / "law.svg"),
                               "--target", "130M", "400M", "--target", "1e9", "2B", "--backtest", str(bt)])
     assert args.target == [[1.3e8, 4e8], [1e9, 2e9]]

@@ -48,13 +48,16 @@ def summary(out: Path) -> str:
         if res["status"] == "ok" and res.get("wall_s"):
             rate[cfg["meta"]["size"]].append(cfg["meta"]["flops"] / res["wall_s"])
     med = {s: sorted(v)[len(v) // 2] for s, v in rate.items()}
-    left_s = sum(cfg["meta"]["flops"] / med.get(cfg["meta"]["size"], FALLBACK_FLOPS_PER_S)
+    # an unmeasured (larger) size: the rate of the largest measured size (CPU FLOP efficiency rises with size)
+    by_n = {cfg["meta"]["size"]: cfg["meta"]["n_params"] for _, cfg, _, _ in cells}
+    fallback = med[max(med, key=by_n.get)] if med else FALLBACK_FLOPS_PER_S
+    left_s = sum(cfg["meta"]["flops"] / med.get(cfg["meta"]["size"], fallback)
                  for cid, cfg, res, _ in cells if res is None)
     lines = [f"Updated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: **{len(done)} of {n} cells finished** "
              f"({', '.join(f'{k}: {v}' for k, v in sorted(st.items())) or 'none'}); "
              f"{n - len(done)} remaining, est. **{left_s / 3600:.1f} h** of this worker at the FLOP rates measured so far "
              f"({', '.join(f'{s} {r / 1e9:.0f} GFLOP/s' for s, r in sorted(med.items(), key=lambda kv: kv[0])) or 'none yet'}; "
-             f"unmeasured sizes at {FALLBACK_FLOPS_PER_S / 1e9:.0f})."]
+             f"unmeasured sizes at {fallback / 1e9:.0f})."]
     if running:
         lines.append("Running now: " + ", ".join(f"{c[1]['meta']['size']} {c[1]['config']['optimizer']} "
                                                  f"lr={c[1]['config']['lr']:.4g} D={c[1]['meta']['n_tokens']:.3g}"

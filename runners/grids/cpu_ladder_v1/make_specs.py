@@ -20,10 +20,13 @@ BUDGETS = [5e5, 1e6, 2e6]                      # tokens: 244 / 488 / 977 steps o
 WD = 0.1                                       # AdamW decoupled weight decay (all 2-D params)
 # AdamW LR window per size: k_lo..k_hi inclusive (8 half-octave points = 3.5 octaves). Centred on a
 # pilot (c48 @ 0.5M tokens: best ~5e-3; c128 @ 0.5M: 2e-3 << 8e-3 in loss) and 1/width scaling.
-ADAMW_K = {"c48": (1, 8), "c64": (0, 7), "c96": (-1, 7), "c112": (-2, 6), "c128": (-2, 5)}
+ADAMW_K = {"c48": (1, 8), "c64": (0, 7), "c96": (-1, 8), "c112": (-2, 7), "c128": (-2, 6)}
 # Widened 2026-11-22 20:58 UTC after 74 cells: the best LR RISES with D here (c48: 5.7e-3, 8e-3,
 # 1.1e-2 at 0.5/1/2M tokens) and c96 @ 2M had its best at the top of (-1, 6); so c96 and c112 gained
 # one LR on top, and c128 (nothing run yet) was shifted up by one: (-3, 4) -> (-2, 5).
+# Widened again 21:10 UTC after 84 cells: c96 @ 2M still best at the top (1.131e-2; valley flat
+# within 0.01 from 4e-3 up), so c96 -> k=8 (1.6e-2); c112 (best 2.8e-3 @ 0.5M, like c96) and c128
+# get one more on top pre-emptively, before their 2M sweeps run.
 ADAMH_K = (5, 11)                              # AdamH per-step angle, all sizes, 5.657e-3 .. 4.525e-2
 ADAMH_BUDGET = 1e6
 SEED_CELLS = [("c64", 5e5), ("c96", 5e5)]      # repeats: seeds 1, 2 (seed 0 is in the main grid)

@@ -162,7 +162,7 @@ def cmd_compare(args) -> int:
     import warnings
 
     from scalefit.compare import available_variants, compare
-    from scalefit.report import comparison_report
+    from scalefit.report import comparison_report, is_synthetic
 
     table = _load(args)
     variants = [tuple(v.split("/")) for v in args.variants] if args.variants else available_variants(table)
@@ -174,14 +174,8 @@ def cmd_compare(args) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), default=_plain))
     else:
-        print(comparison_report(result, synthetic=is_synthetic_table(table)))
+        print(comparison_report(result, synthetic=is_synthetic(table.runs)))
     return 0
-
-
-def is_synthetic_table(table) -> bool:
-    from scalefit.report import is_synthetic
-
-    return is_synthetic(table.runs)
 
 
 def cmd_synth(args) -> int:

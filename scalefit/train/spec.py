@@ -109,15 +109,20 @@ class Ladder:
     description: str = ""
 
 
+def _read_toml(path: Path, what: str) -> dict:
+    """Parse a TOML file; a missing file or bad syntax becomes a SpecError naming the file."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+
+
 def load_ladder(path: str | Path) -> Ladder:
     path = Path(path)
     src = str(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{src}: ladder file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{src}: not valid TOML: {e}") from None
+    raw = _read_toml(path, "ladder file")
     _check_keys(src, "", raw, {"name", "description", "convention", "defaults", "sizes"})
     defaults = dict(ARCH_DEFAULTS)
     d = raw.get("defaults", {})
@@ -228,14 +233,7 @@ def _lr_values(src: str, fld: str, t: Any) -> list[float]:
 def load_spec(path: str | Path) -> GridSpec:
     """Parse and validate a grid spec, then expand it into cells."""
     path = Path(path)
-    src = str(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{src}: grid spec not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{src}: not valid TOML: {e}") from None
-    return expand(raw, path)
+    return expand(_read_toml(path, "grid spec"), path)
 
 
 def expand(raw: dict, path: Path) -> GridSpec:

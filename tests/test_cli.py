@@ -47,6 +47,29 @@ def test_check_reports_bad_rows(tmp_path, capsys):
     assert "bad.csv" in err and "row 2" in err and "'lr'" in err
 
 
+def test_check_accepts_two_optimizers_but_fit_needs_one(tmp_path, capsys):
+    """A table with AdamW and AdamH sweeps is valid data; check splits the cells, a fit must choose."""
+    import pandas as pd
+
+    from scalefit.synthetic import make_grid
+
+    a = make_grid(SyntheticTruth(), seed=3).assign(optimizer="adamw")
+    both = tmp_path / "both.csv"
+    pd.concat([a, a.assign(optimizer="adamh", final_loss=a["final_loss"] + 0.1)]).to_csv(both, index=False)
+    assert main(["check", str(both)]) == 0
+    out = capsys.readouterr().out
+    assert "2 optimizers" in out and "--where optimizer=adamh" in out
+    n_cells = a.groupby(["n_params", "n_tokens"]).ngroups
+    assert f"{2 * n_cells} cells" in out
+    assert main(["fit", str(both), "--axis", "N", "-o", str(tmp_path / "f.nc")]) != 0
+    assert "mixes 2 optimizers" in capsys.readouterr().err and not (tmp_path / "f.nc").exists()
+    bad = a.assign(optimizer="adamh")
+    bad.loc[3, "lr"] = -1.0
+    pd.concat([a, bad]).to_csv(both, index=False)
+    assert main(["check", str(both)]) == 1  # real problems still fail, with their row
+    assert "'lr'" in capsys.readouterr().err
+
+
 def test_predict_missing_file(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nope.nc"), "--n-params", "1e8", "--n-tokens", "1e9"]) == 2
     assert "nope.nc" in capsys.readouterr().err

@@ -27,9 +27,30 @@ ADAMW_K = {"c48": (1, 8), "c64": (0, 7), "c96": (-1, 8), "c112": (-2, 7), "c128"
 # Widened again 21:10 UTC after 84 cells: c96 @ 2M still best at the top (1.131e-2; valley flat
 # within 0.01 from 4e-3 up), so c96 -> k=8 (1.6e-2); c112 (best 2.8e-3 @ 0.5M, like c96) and c128
 # get one more on top pre-emptively, before their 2M sweeps run.
+# Re-centred per budget 21:50 UTC (session 2, 92 cells done, none of the cells below started): with
+# the best LR moving ~1.5 octaves from 0.5M to 2M tokens, one window per size wastes runs more than
+# 3 octaves below the optimum (outside the fit's window) and risks the top edge at 2M. So the big
+# sizes get one 7-LR window per budget, centred on the neighbouring sizes' optima at that budget.
+ADAMW_K_BY_BUDGET = {
+    ("c112", 2e6): (2, 8),    # c96 @ 2M best 1.13e-2 (k=7): 2e-3 .. 1.6e-2
+    ("c128", 5e5): (-1, 5),   # c112 @ 0.5M best 2.83e-3 (k=3): 7.1e-4 .. 5.7e-3
+    ("c128", 1e6): (0, 6),    # c96 @ 1M best 4e-3, c112 @ 1M ~2.8e-3: 1e-3 .. 8e-3
+    ("c128", 2e6): (2, 8),    # as c112 @ 2M
+}
+# AdamH at 0.5M tokens (was 1M): the budget where the noise repeats live, and half the cost.
 ADAMH_K = (5, 11)                              # AdamH per-step angle, all sizes, 5.657e-3 .. 4.525e-2
-ADAMH_BUDGET = 1e6
-SEED_CELLS = [("c64", 5e5), ("c96", 5e5)]      # repeats: seeds 1, 2 (seed 0 is in the main grid)
+ADAMH_BUDGET = 5e5
+# Repeats (seeds 1, 2; seed 0 is in the main grid) over the 5 LRs within one octave of the seed-0
+# best, which is what the noise in the located optimum depends on.
+SEED_CELLS = {("c64", 5e5): (2, 6), ("c96", 5e5): (1, 5)}
+
+
+def adamw_windows(size):
+    """{(k_lo, k_hi): [budgets]} for one size, budgets grouped by window."""
+    groups = {}
+    for d in BUDGETS:
+        groups.setdefault(ADAMW_K_BY_BUDGET.get((size, d), ADAMW_K[size]), []).append(d)
+    return groups
 
 
 def lr(k: int) -> float:
@@ -73,12 +94,13 @@ def main():
     for p in HERE.glob("*.toml"):
         p.unlink()
     files = {}
-    for i, (size, (lo, hi)) in enumerate(ADAMW_K.items()):
-        files[f"1{i}_adamw_{size}.toml"] = spec(
-            f"stage 1{i}: AdamW {size}, 3 budgets x {hi - lo + 1} LRs, seed 0",
-            [size], "adamw", [0], BUDGETS, [lr(k) for k in range(lo, hi + 1)])
-    for i, (size, d) in enumerate(SEED_CELLS):
-        lo, hi = ADAMW_K[size]
+    for i, size in enumerate(ADAMW_K):
+        for j, ((lo, hi), budgets) in enumerate(adamw_windows(size).items()):
+            part = "" if len(adamw_windows(size)) == 1 else "abc"[j]
+            files[f"1{i}{part}_adamw_{size}.toml"] = spec(
+                f"stage 1{i}{part}: AdamW {size}, {len(budgets)} budget(s) x {hi - lo + 1} LRs, seed 0",
+                [size], "adamw", [0], budgets, [lr(k) for k in range(lo, hi + 1)])
+    for i, ((size, d), (lo, hi)) in enumerate(SEED_CELLS.items()):
         files[f"2{i}_seeds_{size}.toml"] = spec(
             f"stage 2{i}: noise repeats, AdamW {size} at {d:.0e} tokens, seeds 1 and 2",
             [size], "adamw", [1, 2], [d], [lr(k) for k in range(lo, hi + 1)])

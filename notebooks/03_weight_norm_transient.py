@@ -169,3 +169,33 @@ for name in ("short", "long"):
 # Conclusion: sqrt(η/(2λ)) gives the right order of magnitude. On these micro runs it is off by up
 # to ±35% depending on η and on the matrix aggregate. The time to equilibrium is one to a few τ, not the
 # 0.8τ the linear relaxation gives. Check `final/eq` before using the formula on a new setup.
+
+# %% [markdown]
+# ## 4. The shipped grid (`data/cpu_ladder_v1`): where do its runs sit?
+#
+# The same two questions for the real AdamW sweeps (weight decay 0.1, WSD schedule, 244 to 977
+# steps): how many timescales τ = 1/(ηλ) does each run last, and how far is its final hidden-matrix
+# RMS from sqrt(η/(2λ))? The table is one row per sweep, at that sweep's best LR; the figure is the
+# whole LR sweep of c96 at 2M tokens (no training here: the runner's trajectories are shipped).
+
+# %%
+RUNS = pd.read_csv(ROOT / "data" / "cpu_ladder_v1" / "runs.csv")
+CELLS = ROOT / "data" / "cpu_ladder_v1" / "cells"
+aw = RUNS[(RUNS["optimizer"] == "adamw") & (RUNS["seed"] == 0) & (RUNS["status"] == "ok")]
+rows = []
+for (size, d), g in aw.groupby(["size", "n_tokens"]):
+    b = g.loc[g["final_loss"].idxmin()]
+    frame = pd.read_parquet(CELLS / b["cell_id"] / "trajectory.parquet")
+    rms = plots.hidden_rms(frame, how="quadratic_mean")["rms"]
+    eq = plots.equilibrium_rms(b["lr"], b["weight_decay"])
+    rows.append({"size": size, "n_params": b["n_params"], "D": d, "best lr": b["lr"], "steps": b["steps"],
+                 "steps/tau": b["steps"] * b["lr"] * b["weight_decay"], "rms_0": rms.iloc[0],
+                 "rms_final": rms.iloc[-1], "final/eq": rms.iloc[-1] / eq, "eff_lr": b["eff_lr"]})
+ladder = pd.DataFrame(rows).sort_values(["n_params", "D"])
+print(ladder.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+print(f"\nsteps/tau at the best LR: {ladder['steps/tau'].min():.2f} to {ladder['steps/tau'].max():.2f}; "
+      f"final RMS / sqrt(lr/(2 wd)): {ladder['final/eq'].min():.2f} to {ladder['final/eq'].max():.2f}")
+
+# %%
+sweep = aw[(aw["size"] == "c96") & np.isclose(aw["n_tokens"], aw["n_tokens"].max())]
+fig = plots.plot_weight_norms([CELLS / c for c in sweep["cell_id"]])

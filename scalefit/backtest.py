@@ -17,12 +17,12 @@ from scalefit.grid import RunsTable
 from scalefit.sampling import SamplerSettings
 
 
-def largest_cells(table: RunsTable, config: ModelConfig) -> np.ndarray:
-    """Cells at the largest scale along the axis (largest N x D for the joint law)."""
+def largest_cells(table: RunsTable, axis: str) -> np.ndarray:
+    """Cells at the largest scale along `axis` (largest N x D for "ND")."""
     cells = table.cells
-    if config.axis == "N":
+    if axis == "N":
         size = cells["n_params"]
-    elif config.axis == "D":
+    elif axis == "D":
         size = cells["n_tokens"]
     else:
         size = cells["n_params"] * cells["n_tokens"]
@@ -57,8 +57,10 @@ class Backtest:
 
 
 def leave_largest_out(table: RunsTable, config: ModelConfig, settings: SamplerSettings = SamplerSettings(),
-                      prob: float = 0.9) -> Backtest:
-    held = largest_cells(table, config)
+                      prob: float = 0.9, along: str | None = None) -> Backtest:
+    """Hold out the largest cells `along` N, D or ND (default: the law's own axis), fit the rest
+    with `config`, and score the predictions against the held-out sweeps."""
+    held = largest_cells(table, along or config.axis)
     if len(held) == len(table.cells):
         raise ValueError("every cell is at the largest scale; nothing left to fit")
     fit = fit_runs(table, config, settings, held_out=held)

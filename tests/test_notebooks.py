@@ -49,5 +49,5 @@ def test_notebook_runs(path, monkeypatch):
         assert "SKIP" in text
         pytest.skip(f"{SHARED_DATA} absent: {path.name} ran and printed its skip message")
     assert list(_outputs(nb, "image/png")), f"{path.name} drew no figure"
-    if path.name == "01_quickstart.py":
-        assert "SYNTHETIC" in text
+    if path.name == "01_quickstart.py":  # real data now: the report must not claim otherwise
+        assert "SYNTHETIC" not in text and "90% ETI" in text and "held-out sweeps" in text

@@ -55,7 +55,8 @@ def summary(out: Path) -> str:
                  for cid, cfg, res, _ in cells if res is None)
     lines = [f"Updated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: **{len(done)} of {n} cells finished** "
              f"({', '.join(f'{k}: {v}' for k, v in sorted(st.items())) or 'none'}); "
-             f"{n - len(done)} remaining, est. **{left_s / 3600:.1f} h** of this worker at the FLOP rates measured so far "
+             f"{n - len(done)} remaining, est. **{left_s / 3600 / max(1, len(running)):.1f} h** with "
+             f"{max(1, len(running))} worker(s) at the per-worker FLOP rates measured so far "
              f"({', '.join(f'{s} {r / 1e9:.0f} GFLOP/s' for s, r in sorted(med.items(), key=lambda kv: kv[0])) or 'none yet'}; "
              f"unmeasured sizes at {fallback / 1e9:.0f})."]
     if running:

@@ -38,7 +38,9 @@ ADAMW_K_BY_BUDGET = {
     ("c128", 2e6): (2, 8),    # as c112 @ 2M
 }
 # AdamH at 0.5M tokens (was 1M): the budget where the noise repeats live, and half the cost.
-ADAMH_K = (5, 11)                              # AdamH per-step angle, all sizes, 5.657e-3 .. 4.525e-2
+# Widened 21:52 UTC (session 2): c48 had its best at the top (4.525e-2; 2.605 / 2.609 / 2.602 at
+# 2.26e-2 / 3.2e-2 / 4.5e-2, flat) and c64 at 3.2e-2 with 5 of 7 done: 3 more LRs on top.
+ADAMH_K = (5, 14)                              # AdamH per-step angle, all sizes, 5.657e-3 .. 0.128
 ADAMH_BUDGET = 5e5
 # Repeats (seeds 1, 2; seed 0 is in the main grid) over the 5 LRs within one octave of the seed-0
 # best, which is what the noise in the located optimum depends on.

@@ -19,6 +19,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+try:
+    from scalefit.train import store  # no torch import
+except ImportError:  # running from a checkout without `pip install -e .`
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from scalefit.train import store
+
 HERE = Path(__file__).resolve().parent
 # tokens/s of 1 niced thread when no measurement of a size exists yet (docs/runners.md; pilot)
 FALLBACK_FLOPS_PER_S = 3.0e10
@@ -31,7 +38,8 @@ def load(out: Path):
         d = out / "cells" / cid
         cfg = json.loads((d / "config.json").read_text())
         res = json.loads((d / "result.json").read_text()) if (d / "result.json").exists() else None
-        cells.append((cid, cfg, res, (d / "claim").exists()))
+        live = (d / "claim").exists() and not store.claim_is_stale(d / "claim", float("inf"))
+        cells.append((cid, cfg, res, live))
     return grid, cells
 
 

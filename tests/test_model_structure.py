@@ -82,6 +82,28 @@ def test_model_structure_follows_config(default_table):
     assert "law_slope_D" in lin_names and not any("curvature" in n or "asymmetry" in n for n in lin_names)
 
 
+def test_parameterization_and_scale_priors_follow_data_and_config(default_table):
+    """Thin cells (8 runs) get non-centred optima and widths; a dense copy gets centred ones; a
+    scale prior with alpha/beta is a Gamma (kept off zero), with sigma a HalfNormal."""
+    import pandas as pd
+
+    from scalefit.grid import load_runs
+    from scalefit.model import centred_cells
+
+    cfg = ModelConfig(axis="N", priors={"law_residual_sd": {"alpha": 2.0, "beta": 10.0}})
+    thin = prepare(default_table.runs, default_table.cells, cfg)
+    model = build_model(thin, cfg)
+    names = {v.name for v in model.free_RVs}
+    assert not centred_cells(thin) and {"log_lr_opt_z", "log_width_z"} <= names and "log_lr_opt" not in names
+    assert model["law_residual_sd"].owner.op.name == "gamma"
+    assert build_model(thin, ModelConfig(axis="N"))["law_residual_sd"].owner.op.name == "halfnormal"
+    raw = default_table.runs.drop(columns=[c for c in ("cell", "row", "log_lr", "log_eff_lr") if c in default_table.runs])
+    dense_table = load_runs(pd.concat([raw.assign(seed=k) for k in range(2)], ignore_index=True))
+    dense = prepare(dense_table.runs, dense_table.cells, cfg)
+    dense_names = {v.name for v in build_model(dense, cfg).free_RVs}
+    assert centred_cells(dense) and {"log_lr_opt", "log_width"} <= dense_names
+
+
 def test_baseline_recovers_exact_log_linear_law():
     rows = []
     for n in [1e6, 4e6, 16e6, 64e6]:

@@ -67,6 +67,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--law", choices=LAWS, default="quadratic")
     p.add_argument("--window-octaves", type=float, default=3.0)
     p.add_argument("--diverged", choices=DIVERGED_RULES, default="censor")
+    p.add_argument("--loss-window", type=_fraction_or_none, default=0.05, metavar="FRACTION|none",
+                   help="censor ok runs more than this fraction above their cell's best loss (default 0.05)")
     p.add_argument("--config", type=Path, help="model config JSON (overrides the flags above)")
     p.add_argument("--draws", type=int, default=3000)
     p.add_argument("--tune", type=int, default=1000)
@@ -76,13 +78,22 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
 
 
+def _fraction_or_none(text: str):
+    if text.strip().lower() == "none":
+        return None
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 or 'none', got {text!r}")
+    return value
+
+
 def _model_config(args):
     from scalefit.config import ModelConfig
 
     if args.config:
         return ModelConfig.from_json(args.config.read_text())
     return ModelConfig(axis=args.axis, lr_kind=args.lr_kind, valley=args.valley, law=args.law,
-                       window_octaves=args.window_octaves, diverged=args.diverged)
+                       window_octaves=args.window_octaves, diverged=args.diverged, loss_window=args.loss_window)
 
 
 def _settings(args):

@@ -55,6 +55,11 @@ class ModelConfig:
     # far from the optimum other physics (instability, under-training) sets the loss.
     window_octaves: float = 3.0
     diverged: str = "censor"  # diverged runs: loss >= worst ok loss in the cell, or excluded
+    # Ok runs whose loss is more than this fraction above their cell's best are right-censored
+    # there (loss >= best x (1 + loss_window)) instead of fitted: past a loss cliff (a run that
+    # went unstable without diverging) the smooth valley shape does not hold, and fitting those
+    # losses drags the optimum away from the cliff. None: fit every run.
+    loss_window: float | None = 0.05
     nu: float = 4.0  # Student-t degrees of freedom: a few bad runs must not move the optimum
     priors: dict = field(default_factory=default_priors)
 
@@ -66,6 +71,8 @@ class ModelConfig:
         _check("diverged", self.diverged, DIVERGED_RULES)
         if not self.window_octaves > 0:
             raise ValueError(f"window_octaves must be > 0, got {self.window_octaves!r}")
+        if self.loss_window is not None and not self.loss_window > 0:
+            raise ValueError(f"loss_window must be > 0 or None, got {self.loss_window!r}")
         if not self.nu > 0:
             raise ValueError(f"nu must be > 0, got {self.nu!r}")
         unknown = set(self.priors) - set(default_priors())

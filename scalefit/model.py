@@ -131,9 +131,15 @@ def run_weights(runs: pd.DataFrame, config: ModelConfig, held_out=()) -> tuple[n
 
     keep_diverged = diverged & in_window & np.isfinite(threshold) & (config.diverged == "censor")
     weight = ((ok & in_window) | keep_diverged).astype(float)
+    censored = keep_diverged.copy()
+    if config.loss_window is not None:
+        cap = frame["cell"].map(frame[ok].groupby("cell")["loss"].min()).to_numpy(dtype=float) * (1 + config.loss_window)
+        over = ok & in_window & (loss > cap)
+        censored |= over
+        threshold = np.where(over, cap, threshold)
     if len(held_out):
         weight[np.isin(cell, np.asarray(held_out))] = 0.0
-    return weight, keep_diverged.astype(float), threshold
+    return weight, censored.astype(float), threshold
 
 
 def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_out=()) -> ModelData:

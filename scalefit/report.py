@@ -57,7 +57,9 @@ def fit_report(fit) -> str:
         lines.append(SYNTHETIC_BANNER)
     n_used = len(fit.fitted_cells())
     lines.append(f"model: valleys={cfg.valley}, law={cfg.law} along {cfg.axis}, LR space={cfg.lr_kind}, "
-                 f"Student-t nu={cfg.nu}, window +/-{cfg.window_octaves:g} octaves, diverged runs: {cfg.diverged}")
+                 f"Student-t nu={cfg.nu}, window +/-{cfg.window_octaves:g} octaves, diverged runs: {cfg.diverged}, "
+                 + ("runs more than {:.0%} above their cell's best loss: censored there".format(cfg.loss_window)
+                    if cfg.loss_window is not None else "every ok run fitted"))
     lines.append(f"cells fitted: {n_used} of {len(fit.table.cells)}; runs: {len(fit.table.runs)}")
     lines.append("law for ln(optimal LR) in standardized z (posterior 5% / 50% / 95%):")
     names = ["law_intercept"] + [n for n, _, _ in law_terms(cfg)] + ["law_residual_sd"]

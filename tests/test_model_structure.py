@@ -53,6 +53,15 @@ def test_window_excludes_far_runs_and_censors_diverged():
     assert w_ex[(t.runs["status"] == "diverged").to_numpy()].item() == 0.0
     w_held, _, _ = run_weights(t.runs, cfg, held_out=[1])
     assert w_held[(t.runs["cell"] == 1).to_numpy()].sum() == 0.0
+    # loss window: ok runs > 5% above the cell's best (3.2 vs 3.0, two octaves out) are censored
+    # at 3.15; nearer runs stay observed; with loss_window=None every ok run is observed
+    ok = (runs["status"] == "ok") & (runs["w"] == 1.0)
+    far_ok = ok & (runs["final_loss"] > 3.15)
+    assert far_ok.sum() == 4 and (runs.loc[far_ok, "cens"] == 1.0).all()
+    assert runs.loc[far_ok, "thr"].to_numpy() == pytest.approx(3.15)
+    assert (runs.loc[ok & ~far_ok, "cens"] == 0.0).all()
+    _, cens_all, _ = run_weights(t.runs, cfg.replace(loss_window=None))
+    assert cens_all[(t.runs["status"] == "ok").to_numpy()].sum() == 0.0
 
 
 def test_prepare_standardizes_on_fitted_cells_only():
@@ -64,7 +73,8 @@ def test_prepare_standardizes_on_fitted_cells_only():
     fitted = data.z_n[:3]
     assert fitted.mean() == pytest.approx(0.0, abs=1e-12)
     assert data.z_n[3] > fitted.max()  # the held-out cell is an extrapolation in z
-    assert len(data.arrays()["x_obs"]) == 15  # held-out runs are not fed to the model
+    a = data.arrays()
+    assert len(a["x_obs"]) + len(a["x_cens"]) == 15  # held-out runs are not fed to the model
     with pytest.raises(ValueError, match="use --axis N"):
         prepare(t.runs, t.cells, ModelConfig(axis="D"))
 

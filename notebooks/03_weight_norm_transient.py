@@ -199,3 +199,15 @@ print(f"\nsteps/tau at the best LR: {ladder['steps/tau'].min():.2f} to {ladder['
 # %%
 sweep = aw[(aw["size"] == "c96") & np.isclose(aw["n_tokens"], aw["n_tokens"].max())]
 fig = plots.plot_weight_norms([CELLS / c for c in sweep["cell_id"]])
+
+# %% [markdown]
+# ## Reading section 4
+#
+# What the shipped grid gave on the development machine: at each sweep's best LR the run lasts only
+# 0.03 to 1.1 timescales τ = 1/(ηλ) (c128 at 0.5M tokens: 0.03; c48 and c96 at 2M: 1.1), and the final
+# hidden-matrix RMS is 26% to 78% of sqrt(η/(2λ)). **No run of cpu_ladder_v1 reaches the AdamW norm
+# equilibrium**: the whole grid lives in the transient. That is the likely reason its best LR rises with
+# the token budget (a longer run needs, and survives, a larger LR to grow its weights), the opposite of
+# the large-scale trend, and it bounds what this grid can say about arXiv:2606.29158, whose models run
+# for many timescales. The figure shows the c96 sweep at 2M tokens, each LR's hidden-matrix RMS against
+# its equilibrium level (dashed).

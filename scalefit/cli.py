@@ -51,11 +51,11 @@ def _add_table_options(p: argparse.ArgumentParser) -> None:
                    help="extra column that separates scale cells (repeatable)")
 
 
-def _load(args, min_lrs: int = 3):
+def _load(args, **options):
     from scalefit.grid import load_runs
 
     return load_runs(args.runs, where=dict(args.where) or None, n_column=args.n_column,
-                     cell_by=tuple(args.cell_by), min_lrs=min_lrs)
+                     cell_by=tuple(args.cell_by), **options)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -108,21 +108,12 @@ def cmd_check(args) -> int:
     from scalefit.report import check_report
 
     try:
-        table = _load(args)
-        note = ""
+        table = _load(args, split_optimizers=True)
     except RunsTableError as err:
-        # A table holding several optimizers is valid data (cpu_ladder_v1 has AdamW and AdamH); only a
-        # fit must pick one. So check it with optimizer as a cell key, and say what a fit needs.
-        mixed = any(p.column == "optimizer" and p.row is None for p in err.problems)
-        if not mixed or "optimizer" in args.cell_by:
-            print(err, file=sys.stderr)
-            return 1
-        args.cell_by = [*args.cell_by, "optimizer"]
-        try:
-            table = _load(args)
-        except RunsTableError as err2:
-            print(err2, file=sys.stderr)
-            return 1
+        print(err, file=sys.stderr)
+        return 1
+    note = ""
+    if "optimizer" in table.cell_by and "optimizer" not in args.cell_by:
         opts = sorted(table.runs["optimizer"].astype(str).str.lower().unique())
         note = (f"note: the table holds {len(opts)} optimizers ({', '.join(opts)}), checked as separate "
                 f"cells; a fit uses one: --where optimizer={opts[0]}")

@@ -296,10 +296,12 @@ def _match(col: pd.Series, value, name: str, file: str) -> pd.Series:
 
 
 def load_runs(path_or_df, *, where: dict[str, object] | None = None, n_column: str | None = None,
-              cell_by: tuple[str, ...] = (), min_lrs: int = 3) -> "RunsTable":
+              cell_by: tuple[str, ...] = (), min_lrs: int = 3, split_optimizers: bool = False) -> "RunsTable":
     """Read, filter (`where`), pick the size column (`n_column`), validate and normalize a runs table.
 
-    Raises RunsTableError listing every problem.
+    `split_optimizers`: if the rows mix optimizers, make 'optimizer' a cell key instead of a
+    problem (valid data for `check`; a fit must still choose one). Raises RunsTableError listing
+    every problem.
     """
     if isinstance(path_or_df, pd.DataFrame):
         df, file = path_or_df.copy(), "<dataframe>"
@@ -322,6 +324,9 @@ def load_runs(path_or_df, *, where: dict[str, object] | None = None, n_column: s
         df = df[_match(df[col], value, col, file)]
     if where and len(df) == 0:
         raise RunsTableError([Problem(file, None, None, f"no rows match where={where!r}")])
+    if (split_optimizers and "optimizer" in df and "optimizer" not in cell_by
+            and _as_text(df["optimizer"]).str.lower().dropna().nunique() > 1):
+        cell_by = (*cell_by, "optimizer")
     problems = validate(df, file, cell_by=cell_by, min_lrs=min_lrs)
     if problems:
         raise RunsTableError(problems)

@@ -196,6 +196,38 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from scalefit.sampling import use_compile_cache
+
+    use_compile_cache()
+    from scalefit.calibrate import calibrate, format_summary
+    from scalefit.config import ModelConfig
+
+    families = [f.strip().upper() for f in args.families.split(",") if f.strip()]
+    table = _load(args)
+    config = ModelConfig.from_json(args.config.read_text()) if args.config else ModelConfig()
+    result = calibrate(table, families, config, _settings(args), progress=not args.no_progress)
+    summary = result.summary(("method",))
+    if args.json:
+        print(json.dumps({"summary": summary.to_dict(orient="records"),
+                          "by_family": result.summary(("family", "method")).to_dict(orient="records"),
+                          "fits": result.fits.to_dict(orient="records"),
+                          "rows": result.rows.to_dict(orient="records")}, default=_plain))
+        return 0
+    rows = result.rows
+    n_unbr = int((~rows.loc[rows["method"] == "model", "bracketed"]).sum())
+    fits = result.fits
+    print(f"{table.source}: {len(fits)} backtest fits, {int((rows['method'] == 'model').sum())} held-out "
+          f"predictions ({n_unbr} of unbracketed cells, left out of the scores); "
+          f"{int(fits['converged'].sum())}/{len(fits)} fits converged")
+    print("scores over bracketed held-out cells (log10 LR units; interval score at alpha = 0.1, decades; "
+          "lpd in nats of ln LR):")
+    print(format_summary(summary))
+    print()
+    print(format_summary(result.summary(("family", "method"))))
+    return 0
+
+
 def cmd_synth(args) -> int:
     from scalefit.synthetic import SyntheticTruth, make_grid
 
@@ -254,6 +286,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("calibrate", help="rolling leave-largest-out backtests on your grid: error, coverage, "
+                       "width, interval score, against the point fit and a cell bootstrap")
+    _add_table_options(p)
+    p.add_argument("--families", default="N,D,ND", help="comma-separated law families to backtest (N, D, ND)")
+    p.add_argument("--config", type=Path, help="model config JSON (the family sets the axis)")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=500)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("synth", help="write a SYNTHETIC grid with a known curved law")
     p.add_argument("-o", "--output", type=Path, required=True)

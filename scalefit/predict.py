@@ -60,6 +60,16 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
     return {"m": m, "width": np.exp(log_width), "asymmetry": asymmetry, "z": z}
 
 
+def nominal_log_lr_draws(fit, n_params: float, n_tokens: float, seed: int = 0) -> np.ndarray:
+    """Posterior predictive draws of ln(optimal nominal LR) at (N, D): the target as a new cell,
+    mapped through the eff_lr map (one map draw per draw) when the fit is in effective space."""
+    draws = target_draws(fit.posterior, fit.std, fit.config, n_params, n_tokens, seed=seed)
+    log_lr = draws["m"] + fit.std.x_center
+    if fit.config.lr_kind == "effective":
+        log_lr = fit.eff_map.to_nominal(log_lr, n_params, n_tokens)
+    return log_lr
+
+
 def _scalars(posterior) -> dict:
     ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
     return {k: v.values for k, v in ds.data_vars.items() if set(v.dims) <= {"chain", "draw"}}

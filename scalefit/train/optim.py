@@ -1,8 +1,11 @@
 """Optimizers: AdamW with nanoGPT parameter groups, and AdamH (Adam on the hypersphere).
 
-**AdamW** (``torch.optim.AdamW``): every 2-D parameter (hidden matrices, token and position
-embeddings, an untied LM head) gets decoupled weight decay ``W <- (1 - lr_t * wd) W``; gains and
-biases get none. One LR for all groups, scaled by the schedule.
+**AdamW** (``torch.optim.AdamW``): the hidden matrices and an untied LM head get decoupled weight
+decay ``W <- (1 - lr_t * wd) W``; the token and position embeddings too unless the cell says
+``decay_embeddings = False`` (spec field ``optim.decay_embeddings``, default true: nanoGPT's
+"every 2-D parameter" rule, which every grid before the field used). With it false, AdamW decays
+exactly the matrices AdamH keeps on its sphere, so the two compare like for like. Gains and biases
+get none. One LR for all groups, scaled by the schedule.
 
 **AdamH** (Wen et al. 2025, "Hyperball"; Levanter ``optim/adamh.py``). Covered parameters: the
 hidden Linear weights (q, k, v, o, fc, proj of every block) and an *untied* LM head (as
@@ -68,8 +71,9 @@ def build_optimizer(model, config: dict) -> torch.optim.Optimizer:
     hidden = {id(p) for _, p in model.hidden_matrices()}
     betas, eps = tuple(config["betas"]), config["eps"]
     if config["optimizer"] == "adamw":
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        skip = set() if config.get("decay_embeddings", True) else {id(model.wte.weight), id(model.wpe.weight)}
+        decay = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in skip]  # tied head = wte
+        no_decay = [p for p in model.parameters() if p.dim() < 2 or id(p) in skip]
         lr = config["lr"]
         groups = [dict(params=decay, weight_decay=config["weight_decay"], base_lr=lr, lr=lr, name="decay"),
                   dict(params=no_decay, weight_decay=0.0, base_lr=lr, lr=lr, name="no_decay")]

@@ -1,8 +1,14 @@
 """Grid specs (TOML) -> cells with content-hash ids, parameter counts and FLOPs. No torch here.
 
-A grid spec names an architecture ladder (``models/<name>.toml``) and the axes to sweep
-(sizes x token budgets x LRs x seeds x optimizers x weight decays). See
-``runners/grids/micro.toml`` for an annotated example and ``docs/runners.md`` for every field.
+A grid spec names an architecture ladder (``models/<name>.toml``), the settings every run shares
+(batch, schedule, optimizer constants, data, cadences) and what to sweep. The sweep is either the
+top level itself (one product: sizes x token budgets x LRs x seeds x optimizers x weight decays)
+or any number of ``[[sweep]]`` blocks, each a product of its own over the top level's defaults;
+their cells are unioned and de-duplicated by id. LRs may sit on a lattice indexed by an integer k
+(``[lr_lattice]``), so ids do not move when a window does; ``[[sweep.window]]`` sets the k range
+per (size[, budget]); ``[sweep.extend]`` lets the runner widen a window whose best LR lands on its
+edge (:mod:`scalefit.train.brackets`). See ``runners/grids/micro.toml`` (one product),
+``runners/grids/cpu_ladder_v1.toml`` (sweep blocks) and ``docs/runners.md`` for every field.
 
 Parameter-counting convention (Kaplan et al. 2020): ``n_params`` is the *non-embedding* count,
 i.e. every parameter of the transformer blocks and the final LayerNorm; the token embedding, the
@@ -168,22 +174,31 @@ def find_ladder(ref: str, spec_path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- grid specs
-TOP_KEYS = {"name", "description", "ladder", "sizes", "seeds", "optimizer", "weight_decay",
-            "batch_size", "seq_len", "tokens", "lr", "schedule", "optim", "data", "run"}
+SWEEP_KEYS = {"sizes", "seeds", "optimizer", "weight_decay", "tokens", "lr"}
+TOP_KEYS = {"name", "description", "ladder", "batch_size", "seq_len", "schedule", "optim", "data",
+            "run", "lr_lattice", "sweep", "order"} | SWEEP_KEYS
+BLOCK_KEYS = SWEEP_KEYS | {"name", "priority", "window", "extend"}
 SCHEDULE_KEYS = {"kind", "warmup", "min_ratio", "decay"}
-OPTIM_KEYS = {"beta1", "beta2", "eps", "grad_clip", "adamh_adam_lr"}
+OPTIM_KEYS = {"beta1", "beta2", "eps", "grad_clip", "adamh_adam_lr", "decay_embeddings"}
 DATA_KEYS = {"kind", "path", "val_path", "vocab_size", "val_fraction", "eval_tokens"}
 RUN_KEYS = {"precision", "checkpoint_every", "probe_every", "probe_dense_until", "log_every",
-            "divergence_factor", "lease_s", "keep_checkpoint"}
+            "divergence_factor", "lease_s", "heartbeat_s", "keep_checkpoint"}
 RUN_DEFAULTS = {"precision": "fp32", "checkpoint_every": 200, "probe_every": 10,
                 "probe_dense_until": 20, "log_every": 10, "divergence_factor": 2.0,
-                "lease_s": 600.0, "keep_checkpoint": False}
+                "lease_s": 600.0, "heartbeat_s": 15.0, "keep_checkpoint": False}
+LATTICE_DEFAULTS = {"base": 1e-3, "per_octave": 2, "digits": 4}
+EXTEND_DEFAULTS = {"max": 3, "cliff": 0.1}
+ORDERS = ("large_first", "small_first")
+# AdamW decays the token/position embeddings (nanoGPT's "every 2-D parameter" rule) unless
+# ``optim.decay_embeddings = false``; the default is recorded nowhere in a cell's config, so grids
+# collected before the field existed keep their ids.
+DECAY_EMBEDDINGS_DEFAULT = True
 
 
 @dataclass
 class Cell:
     """One training run: ``config`` fixes the trajectory (and the id), ``run`` the cadences,
-    ``meta`` derived facts (sizes, counts, FLOPs)."""
+    ``meta`` derived facts (sizes, counts, FLOPs, sweep, priority, lattice index)."""
     id: str
     config: dict
     run: dict
@@ -194,22 +209,61 @@ class Cell:
 
 
 @dataclass
+class Sweep:
+    """One sweep block, parsed: a product of its axes with one LR plan per optimizer."""
+    name: str
+    index: int
+    sizes: list[str]
+    tkind: str                      # "absolute" | "per_param"
+    budgets: list[float]
+    optimizers: list[str]
+    seeds: list[int]
+    wds: list[float]
+    lrs: dict[str, list[float]]     # optimizer -> explicit LRs (no lattice)
+    ks: dict[str, tuple[int, int]]  # optimizer -> default lattice window (inclusive)
+    windows: dict[tuple, tuple[int, int]]  # (size, budget or None) -> lattice window
+    priority: int = 0
+    extend: dict | None = None      # {"max": int, "cliff": float} or None
+
+
+@dataclass
 class GridSpec:
     name: str
     path: str
     ladder: Ladder
     cells: list[Cell] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
+    sweeps: list[Sweep] = field(default_factory=list)
+    order: str = "large_first"
+    lattice: dict | None = None
+    shared: dict = field(default_factory=dict)
+
+    def lr_at(self, k: int) -> float:
+        """The lattice LR of index k (the spec must have ``[lr_lattice]``)."""
+        return lattice_lr(self.lattice, k)
+
+    def make_cell(self, sweep: Sweep, size: str, budget: float, optimizer: str, seed: int, wd: float,
+                  lr: float, k: int | None = None) -> Cell:
+        return _make_cell(self, sweep, size, budget, optimizer, seed, wd, lr, k)
+
+    def ordered(self, cells: list[Cell] | None = None) -> list[Cell]:
+        """Cells in the order workers take them: priority (high first), then FLOPs per ``order``."""
+        sign = -1 if self.order == "large_first" else 1
+        return sorted(self.cells if cells is None else cells,
+                      key=lambda c: (-c.meta["priority"], sign * c.meta["flops"], c.id))
+
+
+def lattice_lr(lattice: dict, k: int) -> float:
+    return float(f"{lattice['base'] * 2 ** (k / lattice['per_octave']):.{lattice['digits']}g}")
 
 
 def _lr_values(src: str, fld: str, t: Any) -> list[float]:
     if isinstance(t, list):
         vals = [_num(src, fld, v) for v in t]
     elif isinstance(t, dict):
-        _check_keys(src, f"{fld}.", t, {"values", "min", "max", "per_octave"} | set(OPTIMIZERS))
         if "values" in t:
-            if {"min", "max", "per_octave"} & set(t):
-                raise _err(src, fld, "give either 'values' or 'min'/'max'/'per_octave', not both")
+            if {"min", "max", "per_octave", "k"} & set(t):
+                raise _err(src, fld, "give one of 'values', 'min'/'max'/'per_octave' or 'k'")
             vals = [_num(src, f"{fld}.values", v) for v in _as_list(t["values"])]
         elif "min" in t or "max" in t:
             for k in ("min", "max"):
@@ -224,10 +278,19 @@ def _lr_values(src: str, fld: str, t: Any) -> list[float]:
         else:
             return []
     else:
-        raise _err(src, fld, "expected a list of LRs or a table with values or min/max/per_octave")
+        raise _err(src, fld, "expected a list of LRs or a table with values, min/max/per_octave or k")
     if not vals:
         raise _err(src, fld, "no learning rates given")
     return vals
+
+
+def _k_range(src: str, fld: str, v: Any) -> tuple[int, int]:
+    if not (isinstance(v, list) and len(v) == 2):
+        raise _err(src, fld, f"expected [k_lo, k_hi] (lattice indices, both included), got {v!r}")
+    lo, hi = (int(_num(src, fld, x, positive=False, integer=True)) for x in v)
+    if hi < lo:
+        raise _err(src, fld, f"k_hi={hi} is below k_lo={lo}")
+    return lo, hi
 
 
 def load_spec(path: str | Path) -> GridSpec:
@@ -236,65 +299,27 @@ def load_spec(path: str | Path) -> GridSpec:
     return expand(_read_toml(path, "grid spec"), path)
 
 
-def expand(raw: dict, path: Path) -> GridSpec:
-    src = str(path)
-    _check_keys(src, "", raw, TOP_KEYS)
-    for req in ("ladder", "tokens", "lr", "batch_size"):
-        if req not in raw:
-            raise _err(src, req, "missing (required)")
-    ladder = load_ladder(find_ladder(str(raw["ladder"]), path))
-
-    sizes = _as_list(raw.get("sizes", list(ladder.sizes)))
-    for s in sizes:
-        if s not in ladder.sizes:
-            raise _err(src, "sizes", f"{s!r} is not in ladder {ladder.name!r} "
-                       f"(has {list(ladder.sizes)})")
-    seeds = [_num(src, "seeds", s, integer=True, allow_zero=True) for s in _as_list(raw.get("seeds", [0]))]
-    optimizers = _as_list(raw.get("optimizer", ["adamw"]))
-    for o in optimizers:
-        if o not in OPTIMIZERS:
-            raise _err(src, "optimizer", f"{o!r} is not one of {OPTIMIZERS}")
-    wds = [_num(src, "weight_decay", w, allow_zero=True) for w in _as_list(raw.get("weight_decay", [0.1]))]
+def _shared(src: str, raw: dict) -> dict:
+    """The settings every cell of the grid shares (validated)."""
     batch_size = _num(src, "batch_size", raw["batch_size"], integer=True)
     seq_override = raw.get("seq_len")
     if seq_override is not None:
         seq_override = _num(src, "seq_len", seq_override, integer=True)
 
-    tok = raw["tokens"]
-    if not isinstance(tok, dict):
-        raise _err(src, "tokens", "expected a table with 'absolute' or 'per_param'")
-    _check_keys(src, "tokens.", tok, {"absolute", "per_param"})
-    if ("absolute" in tok) == ("per_param" in tok):
-        raise _err(src, "tokens", "give exactly one of 'absolute' (tokens) or 'per_param' (tokens per "
-                   "non-embedding parameter)")
-    tkind = "absolute" if "absolute" in tok else "per_param"
-    budgets = [_num(src, f"tokens.{tkind}", v) for v in _as_list(tok[tkind])]
-
-    lr_raw = raw["lr"]
-    lr_default = _lr_values(src, "lr", lr_raw)
-    lr_by_opt = {}
-    for o in optimizers:
-        if isinstance(lr_raw, dict) and o in lr_raw:
-            lr_by_opt[o] = _lr_values(src, f"lr.{o}", lr_raw[o])
-        elif lr_default:
-            lr_by_opt[o] = lr_default
-        else:
-            raise _err(src, "lr", f"no LRs for optimizer {o!r}: give lr.values, lr.min/max or lr.{o}")
-
     sch = {"kind": "cosine", "warmup": 0.0, "min_ratio": 0.1, "decay": 0.2, **raw.get("schedule", {})}
     _check_keys(src, "schedule.", sch, SCHEDULE_KEYS)
     if sch["kind"] not in SCHEDULES:
         raise _err(src, "schedule.kind", f"{sch['kind']!r} is not one of {SCHEDULES}")
-    warm = _num(src, "schedule.warmup", sch["warmup"], allow_zero=True)
-    min_ratio = _num(src, "schedule.min_ratio", sch["min_ratio"], allow_zero=True)
-    if min_ratio > 1:
-        raise _err(src, "schedule.min_ratio", f"must be in [0, 1], got {min_ratio}")
-    decay = _num(src, "schedule.decay", sch["decay"])
-    if decay > 1:
-        raise _err(src, "schedule.decay", f"is a fraction of the steps, must be in (0, 1], got {decay}")
+    sch["warmup"] = _num(src, "schedule.warmup", sch["warmup"], allow_zero=True)
+    sch["min_ratio"] = _num(src, "schedule.min_ratio", sch["min_ratio"], allow_zero=True)
+    if sch["min_ratio"] > 1:
+        raise _err(src, "schedule.min_ratio", f"must be in [0, 1], got {sch['min_ratio']}")
+    sch["decay"] = _num(src, "schedule.decay", sch["decay"])
+    if sch["decay"] > 1:
+        raise _err(src, "schedule.decay", f"is a fraction of the steps, must be in (0, 1], got {sch['decay']}")
 
     opt = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0, "adamh_adam_lr": 3e-3,
-           **raw.get("optim", {})}
+           "decay_embeddings": DECAY_EMBEDDINGS_DEFAULT, **raw.get("optim", {})}
     _check_keys(src, "optim.", opt, OPTIM_KEYS)
     for k in ("beta1", "beta2"):
         if not 0 <= _num(src, f"optim.{k}", opt[k], allow_zero=True) < 1:
@@ -302,6 +327,8 @@ def expand(raw: dict, path: Path) -> GridSpec:
     _num(src, "optim.eps", opt["eps"])
     _num(src, "optim.grad_clip", opt["grad_clip"], allow_zero=True)  # 0 = no clipping
     _num(src, "optim.adamh_adam_lr", opt["adamh_adam_lr"])
+    if not isinstance(opt["decay_embeddings"], bool):
+        raise _err(src, "optim.decay_embeddings", f"expected true or false, got {opt['decay_embeddings']!r}")
 
     data = {"kind": "stdlib", "path": None, "val_path": None, "vocab_size": None,
             "val_fraction": 0.01, "eval_tokens": 65536, **raw.get("data", {})}
@@ -329,46 +356,233 @@ def expand(raw: dict, path: Path) -> GridSpec:
         run[k] = _num(src, f"run.{k}", run[k], integer=True, allow_zero=True)
     run["log_every"] = _num(src, "run.log_every", run["log_every"], integer=True)
     run["divergence_factor"] = _num(src, "run.divergence_factor", run["divergence_factor"])
+    if run["divergence_factor"] <= 1:
+        raise _err(src, "run.divergence_factor", f"must be > 1 (a multiple of the first loss), got "
+                   f"{run['divergence_factor']}")
     run["lease_s"] = _num(src, "run.lease_s", run["lease_s"])
+    run["heartbeat_s"] = _num(src, "run.heartbeat_s", run["heartbeat_s"])
+    if run["lease_s"] < 3 * run["heartbeat_s"]:  # one late beat must not hand a live cell away
+        raise _err(src, "run.lease_s", f"{run['lease_s']:g} s is below 3 x run.heartbeat_s "
+                   f"({run['heartbeat_s']:g} s): another worker would take live cells over")
+    if not isinstance(run["keep_checkpoint"], bool):
+        raise _err(src, "run.keep_checkpoint", f"expected true or false, got {run['keep_checkpoint']!r}")
     precision = run.pop("precision")
 
-    cells: list[Cell] = []
+    lattice = None
+    if "lr_lattice" in raw:
+        lattice = {**LATTICE_DEFAULTS, **raw["lr_lattice"]}
+        _check_keys(src, "lr_lattice.", lattice, set(LATTICE_DEFAULTS))
+        lattice["base"] = _num(src, "lr_lattice.base", lattice["base"])
+        lattice["per_octave"] = _num(src, "lr_lattice.per_octave", lattice["per_octave"], integer=True)
+        lattice["digits"] = _num(src, "lr_lattice.digits", lattice["digits"], integer=True)
+        if not 2 <= lattice["digits"] <= 12:
+            raise _err(src, "lr_lattice.digits", f"must be in [2, 12], got {lattice['digits']}")
+    return dict(batch_size=batch_size, seq_override=seq_override, sch=sch, opt=opt, data=data, run=run,
+                precision=precision, lattice=lattice)
+
+
+def _parse_sweep(src: str, pre: str, blk: dict, defaults: dict, ladder: Ladder, lattice: dict | None,
+                 index: int, name: str) -> Sweep:
+    """One sweep: ``blk`` (a ``[[sweep]]`` table, or the top level) over ``defaults``."""
+    def get(k, default=None):
+        return blk[k] if k in blk else defaults.get(k, default)
+
+    def fld(k):  # where a value came from, for error messages
+        return f"{pre}{k}" if k in blk else k
+
+    def nonempty(k, vals):
+        if not vals:
+            raise _err(src, fld(k), "is empty: give at least one value")
+        return vals
+
+    sizes = nonempty("sizes", _as_list(get("sizes", list(ladder.sizes))))
+    for s in sizes:
+        if s not in ladder.sizes:
+            raise _err(src, fld("sizes"), f"{s!r} is not in ladder {ladder.name!r} (has {list(ladder.sizes)})")
+    seeds = nonempty("seeds", [_num(src, fld("seeds"), s, integer=True, allow_zero=True)
+                               for s in _as_list(get("seeds", [0]))])
+    optimizers = nonempty("optimizer", _as_list(get("optimizer", ["adamw"])))
+    for o in optimizers:
+        if o not in OPTIMIZERS:
+            raise _err(src, fld("optimizer"), f"{o!r} is not one of {OPTIMIZERS}")
+    wds = nonempty("weight_decay", [_num(src, fld("weight_decay"), w, allow_zero=True)
+                                    for w in _as_list(get("weight_decay", [0.1]))])
+
+    tok = get("tokens")
+    if tok is None:
+        raise _err(src, "tokens", "missing (required, at the top level or in every sweep)")
+    if not isinstance(tok, dict):
+        raise _err(src, fld("tokens"), "expected a table with 'absolute' or 'per_param'")
+    _check_keys(src, f"{fld('tokens')}.", tok, {"absolute", "per_param"})
+    if ("absolute" in tok) == ("per_param" in tok):
+        raise _err(src, fld("tokens"), "give exactly one of 'absolute' (tokens) or 'per_param' (tokens per "
+                   "non-embedding parameter)")
+    tkind = "absolute" if "absolute" in tok else "per_param"
+    budgets = nonempty("tokens", [_num(src, f"{fld('tokens')}.{tkind}", v) for v in _as_list(tok[tkind])])
+
+    lr_raw = get("lr")
+    if lr_raw is None:
+        raise _err(src, "lr", "missing (required, at the top level or in every sweep)")
+    lf = fld("lr")
+    if isinstance(lr_raw, dict):
+        _check_keys(src, f"{lf}.", lr_raw, {"values", "min", "max", "per_octave", "k"} | set(OPTIMIZERS))
+
+    def plan(t, f):
+        if isinstance(t, dict) and "k" in t:
+            if lattice is None:
+                raise _err(src, f"{f}.k", "lattice indices need an [lr_lattice] table at the top level")
+            if {"values", "min", "max", "per_octave"} & set(t):
+                raise _err(src, f, "give one of 'values', 'min'/'max'/'per_octave' or 'k'")
+            return None, _k_range(src, f"{f}.k", t["k"])
+        return _lr_values(src, f, t), None
+
+    default_vals, default_k = plan(lr_raw, lf)
+    lrs, ks = {}, {}
+    for o in optimizers:
+        if isinstance(lr_raw, dict) and o in lr_raw:
+            vals, k = plan(lr_raw[o], f"{lf}.{o}")
+        else:
+            vals, k = default_vals, default_k
+        if k is not None:
+            ks[o] = k
+        elif vals:
+            lrs[o] = vals
+        else:
+            raise _err(src, lf, f"no LRs for optimizer {o!r}: give lr.values, lr.min/max, lr.k or lr.{o}")
+
+    windows = {}
+    for j, w in enumerate(blk.get("window", [])):
+        wf = f"{pre}window[{j}]"
+        if not isinstance(w, dict):
+            raise _err(src, wf, "expected a table (size, tokens, k)")
+        _check_keys(src, f"{wf}.", w, {"size", "tokens", "k"})
+        if lattice is None:
+            raise _err(src, f"{wf}.k", "windows need an [lr_lattice] table at the top level")
+        if "size" not in w or w["size"] not in sizes:
+            raise _err(src, f"{wf}.size", f"{w.get('size')!r} is not one of this sweep's sizes {sizes}")
+        b = None
+        if "tokens" in w:
+            b = _num(src, f"{wf}.tokens", w["tokens"])
+            if b not in budgets:
+                raise _err(src, f"{wf}.tokens", f"{b:g} is not one of this sweep's budgets {budgets}")
+        if "k" not in w:
+            raise _err(src, f"{wf}.k", "missing")
+        if (w["size"], b) in windows:
+            raise _err(src, wf, f"a second window for size {w['size']!r}"
+                       + (f" at {b:g} tokens" if b is not None else ""))
+        windows[(w["size"], b)] = _k_range(src, f"{wf}.k", w["k"])
+    if windows and set(optimizers) - set(ks):
+        raise _err(src, f"{pre}window", "windows set lattice indices: this sweep's LRs must use lr.k")
+
+    extend = None
+    if "extend" in blk:
+        e = blk["extend"]
+        if not isinstance(e, dict):
+            raise _err(src, f"{pre}extend", "expected a table (max, cliff)")
+        extend = {**EXTEND_DEFAULTS, **e}
+        _check_keys(src, f"{pre}extend.", extend, set(EXTEND_DEFAULTS))
+        extend["max"] = _num(src, f"{pre}extend.max", extend["max"], integer=True)
+        extend["cliff"] = _num(src, f"{pre}extend.cliff", extend["cliff"])
+        if set(optimizers) - set(ks):
+            raise _err(src, f"{pre}extend", "extending a window adds lattice LRs: this sweep's LRs must use lr.k")
+    priority = int(_num(src, f"{pre}priority", blk.get("priority", 0), positive=False, integer=True))
+    return Sweep(name=name, index=index, sizes=sizes, tkind=tkind, budgets=budgets, optimizers=optimizers,
+                 seeds=seeds, wds=wds, lrs=lrs, ks=ks, windows=windows, priority=priority, extend=extend)
+
+
+def window_of(sweep: Sweep, size: str, budget: float, optimizer: str) -> tuple[int, int] | None:
+    """The lattice window of one (size, budget, optimizer) of a sweep; None for explicit LRs."""
+    if optimizer not in sweep.ks:
+        return None
+    return sweep.windows.get((size, budget), sweep.windows.get((size, None), sweep.ks[optimizer]))
+
+
+def _make_cell(spec: GridSpec, sweep: Sweep, size: str, budget: float, o: str, seed: int, wd: float,
+               lr: float, k: int | None) -> Cell:
+    sh, src = spec.shared, spec.path
+    arch = dict(spec.ladder.sizes[size])
+    if sh["seq_override"]:
+        arch["seq_len"] = sh["seq_override"]
+    data, sch, opt = sh["data"], sh["sch"], sh["opt"]
+    n_params, n_total = count_params(vocab_size=data["vocab_size"], **arch)
+    tokens_per_step = sh["batch_size"] * arch["seq_len"]
+    want = budget if sweep.tkind == "absolute" else budget * n_params
+    steps = max(1, round(want / tokens_per_step))
+    warm = sch["warmup"]
+    warmup = int(round(warm * steps)) if warm < 1 else int(warm)
+    if warmup >= steps:
+        raise _err(src, "schedule.warmup", f"{warmup} warmup steps >= {steps} total steps for size "
+                   f"{size!r} at {want:.3g} tokens; lower the warmup or raise the budget")
+    if o == "adamw" and lr * wd >= 1:  # (1 - lr wd) W would flip or zero every matrix each step
+        raise _err(src, "weight_decay", f"lr x weight_decay = {lr:g} x {wd:g} >= 1 in sweep {sweep.name!r}")
+    config = {
+        "model": {k2: arch[k2] for k2 in sorted(arch)},
+        "data": {k2: data[k2] for k2 in ("kind", "path", "val_path", "vocab_size", "val_fraction",
+                                         "eval_tokens")},
+        "optimizer": o, "lr": lr, "weight_decay": wd,
+        "betas": [opt["beta1"], opt["beta2"]], "eps": opt["eps"], "grad_clip": opt["grad_clip"],
+        "adam_lr": opt["adamh_adam_lr"] if o == "adamh" else None,
+        "schedule": {"kind": sch["kind"], "warmup": warmup, "min_ratio": sch["min_ratio"],
+                     "decay": sch["decay"]},
+        "batch_size": sh["batch_size"], "steps": steps, "seed": seed, "precision": sh["precision"],
+    }
+    if o == "adamw" and opt["decay_embeddings"] != DECAY_EMBEDDINGS_DEFAULT:
+        config["decay_embeddings"] = opt["decay_embeddings"]  # only a departure enters the id
+    n_tokens = steps * tokens_per_step
+    meta = {"grid": spec.name, "ladder": spec.ladder.name, "size": size, "sweep": sweep.name,
+            "priority": sweep.priority, "budget": budget, "lr_k": k,
+            "n_params": n_params, "n_params_total": n_total, "n_tokens": n_tokens,
+            "tokens_per_step": tokens_per_step, "tokens_per_param": n_tokens / n_params,
+            "flops": flops_per_token(n_params, arch["d_model"], arch["n_layer"], data["vocab_size"],
+                                     arch["seq_len"]) * n_tokens}
+    return Cell(id=canonical_hash(config), config=config, run=dict(sh["run"]), meta=meta)
+
+
+def sweep_cells(spec: GridSpec, sweep: Sweep) -> list[Cell]:
+    cells = []
+    for size, budget, o, seed in itertools.product(sweep.sizes, sweep.budgets, sweep.optimizers, sweep.seeds):
+        w = window_of(sweep, size, budget, o)
+        lrs = [(spec.lr_at(k), k) for k in range(w[0], w[1] + 1)] if w else [(v, None) for v in sweep.lrs[o]]
+        for (lr, k), wd in itertools.product(lrs, sweep.wds if o == "adamw" else [0.0]):
+            cells.append(_make_cell(spec, sweep, size, budget, o, seed, wd, lr, k))
+    return cells
+
+
+def expand(raw: dict, path: Path) -> GridSpec:
+    src = str(path)
+    _check_keys(src, "", raw, TOP_KEYS)
+    for req in ("ladder", "batch_size"):
+        if req not in raw:
+            raise _err(src, req, "missing (required)")
+    ladder = load_ladder(find_ladder(str(raw["ladder"]), path))
+    shared = _shared(src, raw)
+    order = raw.get("order", "large_first")
+    if order not in ORDERS:
+        raise _err(src, "order", f"{order!r} is not one of {ORDERS}")
+    name = raw.get("name", path.stem)
+    spec = GridSpec(name=name, path=src, ladder=ladder, raw=raw, order=order,
+                    lattice=shared["lattice"], shared=shared)
+    defaults = {k: raw[k] for k in SWEEP_KEYS if k in raw}
+    blocks = raw.get("sweep")
+    if blocks is None:
+        spec.sweeps = [_parse_sweep(src, "", raw, {}, ladder, spec.lattice, 0, name)]
+    else:
+        if not isinstance(blocks, list) or not blocks:
+            raise _err(src, "sweep", "expected one or more [[sweep]] tables")
+        names = set()
+        for i, blk in enumerate(blocks):
+            pre = f"sweep[{i}]."
+            _check_keys(src, pre, blk, BLOCK_KEYS)
+            bname = blk.get("name", f"sweep{i}")
+            if bname in names:
+                raise _err(src, f"{pre}name", f"duplicate sweep name {bname!r}")
+            names.add(bname)
+            spec.sweeps.append(_parse_sweep(src, pre, blk, defaults, ladder, spec.lattice, i, bname))
     seen: set[str] = set()
-    for size, budget, o, seed in itertools.product(sizes, budgets, optimizers, seeds):
-        arch = dict(ladder.sizes[size])
-        if seq_override:
-            arch["seq_len"] = seq_override
-        n_params, n_total = count_params(vocab_size=data["vocab_size"], **arch)
-        tokens_per_step = batch_size * arch["seq_len"]
-        want = budget if tkind == "absolute" else budget * n_params
-        steps = max(1, round(want / tokens_per_step))
-        warmup = int(round(warm * steps)) if warm < 1 else int(warm)
-        if warmup >= steps:
-            raise _err(src, "schedule.warmup", f"{warmup} warmup steps >= {steps} total steps for size "
-                       f"{size!r} at {want:.3g} tokens; lower the warmup or raise the budget")
-        for lr, wd in itertools.product(lr_by_opt[o], wds if o == "adamw" else [0.0]):
-            config = {
-                "model": {k: arch[k] for k in sorted(arch)},
-                "data": {k: data[k] for k in ("kind", "path", "val_path", "vocab_size",
-                                              "val_fraction", "eval_tokens")},
-                "optimizer": o, "lr": lr, "weight_decay": wd,
-                "betas": [opt["beta1"], opt["beta2"]], "eps": opt["eps"],
-                "grad_clip": opt["grad_clip"],
-                "adam_lr": opt["adamh_adam_lr"] if o == "adamh" else None,
-                "schedule": {"kind": sch["kind"], "warmup": warmup, "min_ratio": min_ratio,
-                             "decay": decay},
-                "batch_size": batch_size, "steps": steps, "seed": seed, "precision": precision,
-            }
-            cid = canonical_hash(config)
-            if cid in seen:  # e.g. the same LR listed twice
-                continue
-            seen.add(cid)
-            n_tokens = steps * tokens_per_step
-            meta = {"grid": raw.get("name", path.stem), "ladder": ladder.name, "size": size,
-                    "n_params": n_params, "n_params_total": n_total, "n_tokens": n_tokens,
-                    "tokens_per_step": tokens_per_step,
-                    "tokens_per_param": n_tokens / n_params,
-                    "flops": flops_per_token(n_params, arch["d_model"], arch["n_layer"],
-                                             data["vocab_size"], arch["seq_len"]) * n_tokens}
-            cells.append(Cell(id=cid, config=config, run=dict(run), meta=meta))
-    return GridSpec(name=raw.get("name", path.stem), path=src, ladder=ladder, cells=cells, raw=raw)
+    # a cell listed by two sweeps (same config, same id) runs once, under the higher priority
+    for sweep in sorted(spec.sweeps, key=lambda s: -s.priority):
+        for c in sweep_cells(spec, sweep):
+            if c.id not in seen:
+                seen.add(c.id)
+                spec.cells.append(c)
+    return spec

@@ -1,5 +1,6 @@
 """Grid specs: expansion, ids, counts, and errors that name the field (no torch needed)."""
 import json
+import re
 
 import pytest
 
@@ -66,6 +67,14 @@ def test_lr_range_is_log_spaced(grid_file):
     ("log_every = 5", "log_evry = 5", "run.log_evry"),
     ("[data]", "[data]\n    kind = \"parquet\"", "data.kind"),
     ("weight_decay = 0.1", "weight_decay = -0.1", "weight_decay"),
+    # nonsense that used to pass silently
+    ('sizes = ["u32"]', 'sizes = ["u32"]\n    seeds = []', "seeds"),
+    ('sizes = ["u32"]', 'sizes = []', "sizes"),
+    ("weight_decay = 0.1", "weight_decay = 400.0", "weight_decay"),  # lr x wd = 1.2: W flips sign
+    ("log_every = 5", "log_every = 5\n    lease_s = 20", "run.lease_s"),  # below 3 heartbeats
+    ("log_every = 5", "log_every = 5\n    divergence_factor = 0.5", "run.divergence_factor"),
+    ("values = [3e-3]", "k = [0, 3]", "lr.k"),  # lattice index without [lr_lattice]
+    ("[data]", "[optim]\n    decay_embeddings = \"no\"\n    [data]", "optim.decay_embeddings"),
 ])
 def test_bad_spec_errors_name_the_field(grid_file, old, new, field):
     assert old in BASE
@@ -96,3 +105,107 @@ def test_count_params_matches_model():
         assert m.count_params() == count_params(vocab_size=256, **kw)
         assert m.count_params()[1] == sum(p.numel() for p in m.parameters())
     assert torch.is_tensor(next(m.parameters()))
+
+
+SWEEPS = """
+    name = "sw"
+    batch_size = 8
+    seq_len = 32
+    optimizer = "adamw"
+    weight_decay = 0.1
+    tokens = { absolute = [12800, 25600] }
+    [lr_lattice]
+    base = 1e-3
+    per_octave = 2
+    [schedule]
+    warmup = 5
+    [[sweep]]
+    name = "main"
+    sizes = ["u16", "u32"]
+    lr = { k = [0, 2] }
+    [[sweep.window]]
+    size = "u32"
+    tokens = 25600
+    k = [1, 4]
+    [[sweep]]
+    name = "repeats"
+    priority = 5
+    sizes = ["u16"]
+    seeds = [0, 1]
+    tokens = { absolute = [12800] }
+    lr = { k = [1, 3] }
+"""
+
+
+def test_sweep_blocks_union_windows_and_priority(grid_file):
+    spec = load_spec(grid_file(SWEEPS))
+    key = lambda c: (c.meta["size"], c.meta["n_tokens"] // 256, c.config["seed"], c.meta["lr_k"])  # noqa: E731
+    got = sorted(map(key, spec.cells))
+    main = [(s, st, 0, k) for s in ("u16", "u32") for st in (50, 100) for k in range(3)
+            if (s, st) != ("u32", 100)] + [("u32", 100, 0, k) for k in range(1, 5)]
+    repeats = [("u16", 50, seed, k) for seed in (0, 1) for k in range(1, 4)]
+    assert got == sorted(set(main) | set(repeats))  # u16 @ 12800, seed 0, k=1,2 listed twice: once here
+    assert len({c.id for c in spec.cells}) == len(spec.cells)
+    for c in spec.cells:
+        assert c.config["lr"] == float(f"{1e-3 * 2 ** (c.meta['lr_k'] / 2):.4g}")
+    shared = [c for c in spec.cells if key(c)[0] == "u16" and key(c)[1] == 50 and key(c)[2] == 0 and key(c)[3] in (1, 2)]
+    assert {c.meta["sweep"] for c in shared} == {"repeats"}  # the higher priority owns shared cells
+    order = spec.ordered()
+    assert [c.meta["priority"] for c in order] == sorted((c.meta["priority"] for c in order), reverse=True)
+
+
+def test_moving_a_window_keeps_the_ids_of_cells_it_still_covers(grid_file):
+    a = {c.meta["lr_k"]: c.id for c in load_spec(grid_file(SWEEPS)).cells
+         if c.meta["sweep"] == "main" and c.meta["size"] == "u32" and c.meta["n_tokens"] == 25600}
+    b = {c.meta["lr_k"]: c.id for c in load_spec(grid_file(SWEEPS.replace("k = [1, 4]", "k = [3, 6]"))).cells
+         if c.meta["sweep"] == "main" and c.meta["size"] == "u32" and c.meta["n_tokens"] == 25600}
+    assert sorted(a) == [1, 2, 3, 4] and sorted(b) == [3, 4, 5, 6]
+    assert a[3] == b[3] and a[4] == b[4]
+
+
+@pytest.mark.parametrize("old,new,field", [
+    ('size = "u32"\n    tokens = 25600', 'size = "u64"\n    tokens = 25600', "sweep[0].window[0].size"),
+    ("tokens = 25600", "tokens = 99", "sweep[0].window[0].tokens"),
+    ("lr = { k = [0, 2] }", "lr = { k = [2, 0] }", "sweep[0].lr.k"),
+    ('name = "repeats"', 'name = "main"', "sweep[1].name"),
+    ("seeds = [0, 1]", "seeds = []", "sweep[1].seeds"),
+    ("priority = 5", "priority = 5\n    extend = { max = 2, clif = 0.1 }", "sweep[1].extend.clif"),
+    ("priority = 5", "priority = 5\n    lr_window = 3", "sweep[1].lr_window"),
+])
+def test_bad_sweep_blocks_name_the_field(grid_file, old, new, field):
+    assert old in SWEEPS
+    path = grid_file(SWEEPS.replace(old, new, 1))
+    with pytest.raises(SpecError, match=re.escape(f"field '{field}'")):
+        load_spec(path)
+
+
+def test_cpu_ladder_v1_spec_reproduces_every_shipped_cell_id():
+    spec = load_spec(REPO / "runners/grids/cpu_ladder_v1.toml")
+    shipped = json.loads((REPO / "data/cpu_ladder_v1/grid.json").read_text())["cells"]
+    assert sorted(c.id for c in spec.cells) == sorted(shipped) and len(shipped) == 198
+    for c in spec.cells:  # and the configs themselves, byte for byte
+        on_disk = json.loads((REPO / "data/cpu_ladder_v1/cells" / c.id / "config.json").read_text())
+        assert on_disk["config"] == c.config
+
+
+def test_decay_embeddings_default_keeps_ids_and_false_changes_only_adamw(grid_file):
+    base = BASE.replace('optimizer = "adamw"', 'optimizer = ["adamw", "adamh"]')
+    omitted = load_spec(grid_file(base))
+    explicit = load_spec(grid_file(base.replace("[data]", "[optim]\n    decay_embeddings = true\n    [data]")))
+    off = load_spec(grid_file(base.replace("[data]", "[optim]\n    decay_embeddings = false\n    [data]")))
+    ids = lambda s: {c.config["optimizer"]: c.id for c in s.cells}  # noqa: E731
+    assert ids(omitted) == ids(explicit)
+    assert ids(off)["adamh"] == ids(omitted)["adamh"] and ids(off)["adamw"] != ids(omitted)["adamw"]
+    torch = pytest.importorskip("torch")
+    from scalefit.train.model import GPT, GPTConfig
+    from scalefit.train.optim import build_optimizer
+
+    (aw_off,) = [c for c in off.cells if c.config["optimizer"] == "adamw"]
+    (aw_on,) = [c for c in omitted.cells if c.config["optimizer"] == "adamw"]
+    m = GPT(GPTConfig(vocab_size=256, **aw_on.config["model"]))
+    decayed = lambda cfg: {id(p) for g in build_optimizer(m, cfg).param_groups  # noqa: E731
+                           if g["weight_decay"] > 0 for p in g["params"]}
+    emb = {id(m.wte.weight), id(m.wpe.weight)}
+    hidden = {id(p) for _, p in m.hidden_matrices()}
+    assert decayed(aw_on.config) == hidden | emb and decayed(aw_off.config) == hidden
+    assert torch.is_tensor(m.wte.weight)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import math
 import os
 import socket
-import subprocess
 import time
 import traceback
 from dataclasses import dataclass
@@ -41,20 +41,18 @@ class RunContext:
     accelerator: object = None   # accelerate.Accelerator (None: plain single process, CPU/GPU)
     ddp: bool = False            # train this cell on all processes (else: this process alone)
     progress: bool = False       # per-run tqdm bar
-    heartbeat_s: float = 15.0    # claim heartbeat period
+    trackers: tuple = ()         # this process's trackers (scalefit.train.tracking)
 
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``git describe --always --dirty`` of the scalefit checkout, else the package version."""
-    import scalefit
-
-    try:
-        root = Path(scalefit.__file__).resolve().parent.parent
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root, check=True,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception:  # not a git checkout (installed wheel) or git missing
-        return f"scalefit-{scalefit.__version__}"
+    """``train-<sha256[:12]>`` of the training code: every ``scalefit/train/*.py`` (names and
+    bytes, sorted). Unlike git HEAD it moves only when the code that trains a cell does, and it
+    needs no git checkout. (Runs recorded before this rule carry ``git describe`` values.)"""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return f"train-{h.hexdigest()[:12]}"
 
 
 def _device_info(acc):
@@ -126,7 +124,7 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
     if ctx.progress and writer:
         from tqdm.auto import tqdm
         bar = tqdm(total=steps, initial=start, desc=cell["cell_id"][:8], position=acc.process_index if acc else 0, leave=False, dynamic_ncols=True)
-    status, pending, last_beat = "ok", [], time.time()
+    status, pending = "ok", []
     t0 = time.perf_counter()
     step = start
     while step < steps:
@@ -162,14 +160,12 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
             if bar is not None:
                 bar.update(len(chunk))
                 bar.set_postfix(loss=f"{chunk[-1]:.3f}", lr=f"{cfg['lr'] * s:.2e}")
-            if acc is not None and acc.trackers and is_main:
-                acc.log({f"{cell['cell_id']}/train_loss": chunk[-1], f"{cell['cell_id']}/lr_mult": s}, step=step)
+            if writer:
+                for t in ctx.trackers:
+                    t.log({f"{cell['cell_id']}/train_loss": chunk[-1], f"{cell['cell_id']}/lr_mult": s}, step=step)
             if not all(map(math.isfinite, chunk)) or np.mean(chunk) > run["divergence_factor"] * losses[0]:
                 status = "diverged"
                 break
-            if time.time() - last_beat > ctx.heartbeat_s and writer:
-                store.heartbeat(d)
-                last_beat = time.time()
             if run["checkpoint_every"] and step % run["checkpoint_every"] == 0 and step < steps and writer:
                 store.save_checkpoint(ckpt_path, dict(
                     model=raw.state_dict(), optimizer=optimizer.state_dict(), step=step, losses=losses,

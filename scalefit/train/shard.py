@@ -1,22 +1,33 @@
 """Workers: run a grid's cells under ``accelerate launch``, one Accelerator per process.
 
-Sharded mode (default): every process walks the cells in the same order (largest FLOPs first, so
-the long runs do not straggle at the end) and trains the next cell it can claim
-(:func:`scalefit.train.store.try_claim`), alone. Claims live on the filesystem, so processes on
-several nodes sharing ``--out`` cooperate. ``--ddp``: the main process claims, all processes
-train that cell together (DistributedDataParallel), the main process writes the result.
+Sharded mode (default): every process walks the cells in the same order (the spec's priorities,
+high first; within one, largest or smallest FLOPs first per the spec's ``order``) and trains the
+next cell it can claim (:func:`scalefit.train.store.try_claim`), alone. Claims live on the
+filesystem, so processes on several nodes sharing ``--out`` cooperate. ``--ddp``: the main
+process claims, all processes train that cell together (DistributedDataParallel), the main
+process writes the result. When a pass finds nothing left to claim, sweeps with
+``[sweep.extend]`` may add LRs (:mod:`scalefit.train.brackets`) and the walk goes on.
+
+While a worker owns a cell a daemon thread keeps its claim's heartbeat fresh, however long a step
+or an eval takes. A cell that raises is recorded as ``failed`` with its error and traceback (in
+``--ddp`` too, when every process raises alike) and the grid goes on; ``--retry-failed`` re-runs
+it. Workers started by ``accelerate launch`` / torchrun exit when the launcher dies (torch elastic
+puts them in sessions of their own, so killing the launcher's process group alone left them
+training).
 
 Usage: see ``runners/collect.py`` and ``docs/runners.md``.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
-from scalefit.train import store
-from scalefit.train.spec import Cell, GridSpec, load_spec
+from scalefit.train import brackets, store
+from scalefit.train.spec import Cell, GridSpec, SpecError, load_spec
 
 
 def _fmt_s(s: float) -> str:
@@ -26,8 +37,8 @@ def _fmt_s(s: float) -> str:
     return f"{h}h{r // 60:02d}m" if h else f"{r // 60}m{r % 60:02d}s"
 
 
-def _n_finished(out: Path, cells: list[Cell]) -> int:
-    return sum((store.cell_dir(out, c.id) / store.RESULT).exists() for c in cells)
+def _finished(out: Path, c: Cell) -> bool:
+    return (store.cell_dir(out, c.id) / store.RESULT).exists()
 
 
 def _prepare_for_retry(d: Path) -> None:
@@ -38,6 +49,16 @@ def _prepare_for_retry(d: Path) -> None:
             r.rename(d / f"result.failed.{int(time.time())}.json")
     except (FileNotFoundError, ValueError):
         pass
+
+
+def all_cells(spec: GridSpec, out: Path) -> list[Cell]:
+    """The plan's cells plus the bracket extensions recorded in ``out``, in claim order, unique."""
+    seen, cells = set(), []
+    for c in spec.cells + brackets.load(spec, out):
+        if c.id not in seen:
+            seen.add(c.id)
+            cells.append(c)
+    return spec.ordered(cells)
 
 
 def write_plan(out: Path, spec: GridSpec) -> None:
@@ -52,96 +73,171 @@ def write_plan(out: Path, spec: GridSpec) -> None:
             store.write_json_atomic(d / store.CONFIG, c.as_dict())
 
 
-def run_worker(spec: GridSpec, out: Path, acc, *, ddp: bool = False, progress: bool = False,
-               retry_failed: bool = False, log=print) -> dict:
-    """Train every cell this process can claim; returns {cell_id: status} for the cells it ran."""
-    from accelerate.utils import broadcast_object_list
+def exit_with_launcher(poll_s: float = 0.5) -> bool:
+    """Under torch elastic, exit as soon as the launcher (our parent) is gone. The claim of the
+    cell in flight then names a dead pid, so the relaunch takes it over at once and resumes from
+    its checkpoint. Returns whether the watch was started."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:  # plain `python runners/collect.py`: nohup-safe
+        return False
+    parent = os.getppid()
 
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(143)  # no cleanup on purpose: every file we write is committed atomically
+
+    threading.Thread(target=watch, name="exit-with-launcher", daemon=True).start()
+    return True
+
+
+def _train(c: Cell, d: Path, acc, *, ddp: bool, progress: bool, trackers, log) -> dict:
+    """Train one claimed cell; a raise becomes a ``failed`` result written by the cell's writer."""
     from scalefit.train.cell import RunContext, failure_result, training_function
 
-    cells = sorted(spec.cells, key=lambda c: (-c.meta["flops"], c.id))
-    total_flops = sum(c.meta["flops"] for c in cells)
+    ctx = RunContext(cell_dir=d, accelerator=acc, ddp=ddp, progress=progress, trackers=trackers)
+    writer = acc.is_main_process or not ddp
+    beat = store.Heartbeat(d, c.run["heartbeat_s"]) if writer else None
+    try:
+        if beat:
+            beat.__enter__()
+        try:
+            return training_function(c.as_dict(), ctx)
+        except Exception as e:  # record and move on; the traceback is in result.json
+            res = failure_result(c.as_dict(), e)
+            if writer:
+                store.write_json_atomic(d / store.RESULT, res)
+                log(f"[p{acc.process_index}] cell {c.id} FAILED: {e!r}", file=sys.stderr, flush=True)
+            return res
+    finally:
+        if beat:
+            beat.__exit__(None, None, None)
+            if beat.lost:
+                log(f"[p{acc.process_index}] cell {c.id}: another worker took the claim over",
+                    file=sys.stderr, flush=True)
+        if writer:
+            store.release(d)
+
+
+def _claim(c: Cell, d: Path, acc, *, ddp: bool, retry_failed: bool) -> bool:
+    if ddp:
+        from accelerate.utils import broadcast_object_list
+
+        mine = [None]
+        if acc.is_main_process:
+            if retry_failed:
+                _prepare_for_retry(d)
+            mine = [store.try_claim(d, c.run["lease_s"])]
+        broadcast_object_list(mine)
+        return bool(mine[0])
+    if retry_failed:
+        _prepare_for_retry(d)
+    return store.try_claim(d, c.run["lease_s"])
+
+
+def _extend(spec: GridSpec, out: Path, acc, *, ddp: bool, log) -> bool:
+    """Add due bracket extensions; True if any were added (all processes agree under --ddp)."""
+    if ddp:
+        from accelerate.utils import broadcast_object_list
+
+        added = [bool(brackets.extend(spec, out, log=log)) if acc.is_main_process else None]
+        broadcast_object_list(added)
+        return bool(added[0])
+    return bool(brackets.extend(spec, out, log=lambda m: log(f"[p{acc.process_index}] {m}", flush=True)))
+
+
+def run_worker(spec: GridSpec, out: Path, acc, *, ddp: bool = False, progress: bool = False,
+               retry_failed: bool = False, trackers=(), log=print) -> dict:
+    """Train every cell this process can claim; returns {cell_id: status} for the cells it ran."""
     rank, world = acc.process_index, acc.num_processes
     ran: dict[str, str] = {}
     t0, flops_here = time.perf_counter(), 0.0
-    for c in cells:
-        d = store.cell_dir(out, c.id)
-        lease = c.run["lease_s"]
-        if ddp:
-            mine = [None]
-            if acc.is_main_process:
-                if retry_failed:
-                    _prepare_for_retry(d)
-                mine = [store.try_claim(d, lease)]
-            broadcast_object_list(mine)
-            if not mine[0]:
+    tried: set[str] = set()
+    while True:
+        cells = all_cells(spec, out)
+        fresh = [c for c in cells if c.id not in tried]
+        for c in fresh:
+            tried.add(c.id)
+            d = store.cell_dir(out, c.id)
+            if not _claim(c, d, acc, ddp=ddp, retry_failed=retry_failed):
                 continue
-        else:
-            if retry_failed:
-                _prepare_for_retry(d)
-            if not store.try_claim(d, lease):
-                continue
-        ctx = RunContext(cell_dir=d, accelerator=acc, ddp=ddp, progress=progress)
-        try:
-            res = training_function(c.as_dict(), ctx)
-        except Exception as e:  # record and move on; the traceback is in result.json
+            res = _train(c, d, acc, ddp=ddp, progress=progress, trackers=trackers, log=log)
             if ddp:
-                raise
-            res = failure_result(c.as_dict(), e)
-            store.write_json_atomic(d / store.RESULT, res)
-            log(f"[p{rank}] cell {c.id} FAILED: {e!r}", file=sys.stderr)
-        finally:
-            if acc.is_main_process or not ddp:
-                store.release(d)
-        if ddp:
-            acc.wait_for_everyone()
-        ran[c.id] = res["status"]
-        flops_here += c.meta["flops"]
-        done = _n_finished(out, cells)
-        remaining = sum(c2.meta["flops"] for c2 in cells
-                        if not (store.cell_dir(out, c2.id) / store.RESULT).exists())
-        rate = flops_here / (time.perf_counter() - t0)  # this process's FLOP/s
-        eta = remaining / (rate * (1 if ddp else world)) if rate > 0 else float("inf")
-        if acc.is_main_process or not ddp:
+                acc.wait_for_everyone()
+            ran[c.id] = res["status"]
+            flops_here += c.meta["flops"]
+            if not (acc.is_main_process or not ddp):
+                continue
+            for t in trackers:
+                t.log({"cell_id": c.id, "status": res["status"], "final_loss": res.get("final_loss"),
+                       "lr": c.config["lr"], "n_params": c.meta["n_params"], "n_tokens": c.meta["n_tokens"]})
+            remaining = sum(c2.meta["flops"] for c2 in cells if not _finished(out, c2))
+            total = sum(c2.meta["flops"] for c2 in cells)
+            rate = flops_here / (time.perf_counter() - t0)  # this process's FLOP/s
+            eta = remaining / (rate * (1 if ddp else world)) if rate > 0 else float("inf")
             loss = res.get("final_loss")
-            log(f"[p{rank}] {c.id} {c.meta['size']} {c.config['optimizer']} lr={c.config['lr']:.3g} "
-                f"D={c.meta['n_tokens']:.3g} -> {res['status']} val={loss if loss is None else round(loss, 4)} "
-                f"({res.get('wall_s', 0):.1f}s) | grid {done}/{len(cells)} done "
-                f"({100 * (1 - remaining / total_flops):.0f}% of FLOPs), ETA {_fmt_s(eta)}", flush=True)
-    return ran
+            log(f"[p{rank}] {c.id} {c.meta['size']} {c.config['optimizer']} lr={c.config['lr']:.4g} "
+                f"D={c.meta['n_tokens']:.3g} seed={c.config['seed']} -> {res['status']} "
+                f"val={loss if loss is None else round(loss, 4)} ({res.get('wall_s', 0):.1f}s) | grid "
+                f"{sum(_finished(out, c2) for c2 in cells)}/{len(cells)} done "
+                f"({100 * (1 - remaining / total):.0f}% of FLOPs), ETA {_fmt_s(eta)}", flush=True)
+        # nothing left to claim: widen finished edge sweeps (or pick up another worker's widening)
+        added = _extend(spec, out, acc, ddp=ddp, log=log)
+        if not added and all(c.id in tried for c in all_cells(spec, out)):
+            return ran
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="runners/collect.py",
-        description="Collect a grid of training runs (launch with `accelerate launch`).")
+        description="Collect a grid of training runs (launch with `accelerate launch`, or plain python).")
     p.add_argument("grid", help="grid spec TOML (runners/grids/*.toml)")
     p.add_argument("--out", required=True, help="output directory (shared filesystem across nodes)")
     p.add_argument("--ddp", action="store_true", help="train each cell on all processes (large models)")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is visible")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads per process")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="per-run progress bars (default: when stderr is a terminal)")
     p.add_argument("--log_with", default=None,
-                   help="optional Accelerate tracker (tensorboard, wandb, ...); main process only")
+                   help="trackers, comma-separated: jsonl (built in), tensorboard, wandb, ...; every "
+                        "process logs its own cells as run p<rank>")
     p.add_argument("--retry-failed", action="store_true", help="re-run cells whose status is failed")
     args = p.parse_args(argv)
 
-    spec = load_spec(args.grid)  # fail fast on a bad spec, before any process group exists
+    try:  # fail fast on a bad spec, before any process group exists: one line, no traceback
+        spec = load_spec(args.grid)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    exit_with_launcher()
     import torch
     from accelerate import Accelerator
 
+    from scalefit.train.tracking import open_trackers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cpu = args.cpu or not torch.cuda.is_available()
-    acc = Accelerator(cpu=cpu, log_with=args.log_with, project_dir=args.out if args.log_with else None)
+    acc = Accelerator(cpu=cpu)
     out = Path(args.out)
     if acc.is_main_process:
         write_plan(out, spec)
-    if args.log_with:
-        acc.init_trackers("scalefit", config={"grid": spec.name, "cells": len(spec.cells)})
+    acc.wait_for_everyone()
+    names = [n for n in (args.log_with or "").split(",") if n]
+    trackers = []
+    if names and (not args.ddp or acc.is_main_process):
+        trackers = open_trackers(names, out, acc.process_index, spec.name,
+                                 {"grid": spec.name, "cells": len(spec.cells), "mode": "ddp" if args.ddp else "sharded"})
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     if acc.is_main_process:
-        print(f"grid {spec.name}: {len(spec.cells)} cells, {_n_finished(out, spec.cells)} already done; "
+        cells = all_cells(spec, out)
+        print(f"grid {spec.name}: {len(cells)} cells, {sum(_finished(out, c) for c in cells)} already done; "
               f"{acc.num_processes} process(es), mode={'ddp' if args.ddp else 'sharded'}, "
               f"device={acc.device}", flush=True)
-    run_worker(spec, out, acc, ddp=args.ddp, progress=progress, retry_failed=args.retry_failed)
+    try:
+        run_worker(spec, out, acc, ddp=args.ddp, progress=progress, retry_failed=args.retry_failed,
+                   trackers=trackers)
+    finally:
+        for t in trackers:
+            t.finish()
     acc.end_training()
     return 0

@@ -4,9 +4,12 @@ A sweep block with ``[sweep.extend]`` (and its LRs on the ``[lr_lattice]``) is s
 one per (size, budget, optimizer, seed, weight decay): one LR sweep. When every run of a group is
 finished and its best run (lowest ``final_loss`` among ``ok`` runs) has the window's smallest k,
 the next lattice LR below is added; at the largest k, the next one above, except once any run of
-the group diverged or fell off a loss cliff (``final_loss`` more than ``extend.cliff`` nats above
-the best): past that the high side holds nothing worth training. A group whose runs all diverged
-is extended downwards. At most ``extend.max`` LRs are added per side. A group with a ``failed``
+the group diverged or the sweep shows a loss cliff: somewhere below the best LR, raising the LR
+raised the final loss by more than ``extend.cliff`` nats over every smaller LR (a valley is
+monotone up to its optimum; a jump means some runs fell off an instability that the next LR up
+will likely hit too, as the c64 seed repeats of cpu_ladder_v1 did). An extension that lands on a
+cliff or diverges ends the widening by itself: its best LR is no longer on the edge. A group whose
+runs all diverged is extended downwards. At most ``extend.max`` LRs are added per side. A group with a ``failed``
 run is left alone (its valley is unknown, and ``--retry-failed`` may still fill it).
 
 Every extension is recorded in ``OUT/brackets.json`` (which cell, which side, why, when) under a
@@ -61,6 +64,18 @@ def _result(out: Path, c: Cell) -> dict | None:
         return None
 
 
+def _has_cliff(ok: list[tuple[float, int]], best_k: int, cliff: float) -> bool:
+    """A loss jump of more than ``cliff`` over every smaller LR, below the best LR."""
+    lowest = math.inf
+    for loss, k in sorted(ok, key=lambda t: t[1]):
+        if k >= best_k:
+            return False
+        if loss > lowest + cliff:
+            return True
+        lowest = min(lowest, loss)
+    return False
+
+
 def _decide(sweep: Sweep, group: list[Cell], results: list[dict], base: tuple[int, int]) -> list[tuple]:
     """(side, k, reason) for one finished group."""
     if any(r["status"] == "failed" for r in results):
@@ -79,8 +94,7 @@ def _decide(sweep: Sweep, group: list[Cell], results: list[dict], base: tuple[in
         out.append(("low", lo - 1, f"best LR at the low edge (k={lo}, loss {best_loss:.4f})"))
     if best_k == hi and hi - base[1] < cap:
         diverged = any(r["status"] == "diverged" for r in results)
-        cliff = any(loss > best_loss + sweep.extend["cliff"] for loss, _ in ok)
-        if not (diverged or cliff):
+        if not (diverged or _has_cliff(ok, best_k, sweep.extend["cliff"])):
             out.append(("high", hi + 1, f"best LR at the high edge (k={hi}, loss {best_loss:.4f})"))
     return out
 

@@ -1,7 +1,6 @@
 """The shipped real grid (data/cpu_ladder_v1): contract, shape, bracketing, provenance, and the
 four-way comparison run on it (slow, small sampling)."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -15,10 +14,9 @@ RUNS = GRID / "runs.csv"
 
 
 def _findings():
-    spec = importlib.util.spec_from_file_location("findings", REPO / "runners/grids/cpu_ladder_v1/findings.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from scalefit import grid_status  # the model-free summaries (sweeps, seed noise)
+
+    return grid_status
 
 
 @pytest.fixture(scope="module")

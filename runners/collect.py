@@ -1,18 +1,20 @@
 """Collect an LR x N x D grid of GPT-2-style runs into OUT/cells/<id>/ (runbook: docs/runners.md).
 
-    # 1 process (CPU or 1 GPU)
-    python runners/collect.py runners/grids/cpu_ladder.toml --out runs/cpu
+    # 1 process (CPU or 1 GPU); several such processes may share --out
+    python runners/collect.py runners/grids/cpu_ladder.toml --out runs/cpu [--threads 1]
     # 2 CPU processes, cells sharded dynamically (gloo; `--cpu --num_processes 2` starts only ONE)
     accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
         --dynamo_backend no runners/collect.py runners/grids/cpu_ladder.toml --out runs/cpu --cpu
     # 8 GPUs, cells sharded; add --ddp to train each cell on all 8 instead
     accelerate launch --config_file runners/accelerate_configs/gpu8.yaml \
         runners/collect.py runners/grids/gpt2_ladder.toml --out runs/gpt2
-    # then
+    # progress (best LR per sweep, edges, ETA), then the runs table
+    scalefit grid status runners/grids/cpu_ladder.toml --out runs/cpu
     scalefit collect runs/cpu -o runs/cpu.csv
 
-Re-running the same command resumes: finished cells are skipped, a killed run continues from its
-last checkpoint.
+Re-running the same command resumes: finished and failed cells are skipped (``--retry-failed``
+re-runs failed ones), a killed run continues from its last checkpoint. Killing the launcher's
+process group stops every worker.
 """
 import sys
 from pathlib import Path

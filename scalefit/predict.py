@@ -118,7 +118,7 @@ def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int 
                      "map_identity": bool(fit.eff_map.identity),
                      "map_residual_sd": float(fit.eff_map.residual_sd)}
         log_lr = fit.eff_map.to_nominal(log_lr, n_params, n_tokens)
-        log_dec = float(np.median(fit.eff_map.to_nominal(np.full(len(log_lr), log_dec), n_params, n_tokens)))
+        log_dec = fit.eff_map.decide_nominal(draws, std.x_center, n_params, n_tokens)  # under map uncertainty
         baseline_log = float(np.median(fit.eff_map.to_nominal(np.full(len(log_lr), baseline_log), n_params, n_tokens)))
 
     intervals = {str(p): _eti(log_lr, p) for p in sorted({*DEFAULT_PROBS, prob})}

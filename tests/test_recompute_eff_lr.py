@@ -50,7 +50,7 @@ def test_shipped_eff_lr_equals_a_step_weighted_recomputation(runs):
     assert abs(np.median(ratios) - 1) < 0.10
     assert abs(np.median(sums) - 1) < 0.10
     # not just the median: nearest-probe and linear weighting agree run by run
-    assert np.max(np.abs(np.log(ratios))) < np.log(1.05)
+    assert np.max(np.abs(np.log(ratios))) < np.log(1.02)  # measured 0.3%
     assert (runs["eff_lr_method"] == "interpolated").all()
 
 

@@ -1,7 +1,7 @@
 """Weight-norm probe: per 2-D matrix norms, relative updates and per-step angles.
 
-On a probe step t the probe copies each tracked matrix before ``optimizer.step()`` and, after it,
-records (THEORY.md §1.3-1.4), with all reductions in float64:
+On a cadence step t the probe copies each tracked matrix before ``optimizer.step()`` and, after
+it, records one row per matrix (THEORY.md §1.3-1.4), with all reductions in float64:
 
 - ``norm``        ||W_{t+1}||_F (and ``norm_prev`` = ||W_t||_F),
 - ``rel_update``  ||W_{t+1} - W_t||_F / ||W_t||_F,
@@ -28,16 +28,19 @@ is also the average that matches the log-space map and fit). Over time, **every 
   update of each hidden matrix cheaply (fp32 copy into persistent buffers, fp64 only on the
   per-matrix scalars, no host sync) and keeps one row per step, group ``hidden_gmean``, with their
   geometric means. The aggregates are plain sums over these rows, so they do not depend on the
-  cadence at all; the cadence only decides which steps also get per-matrix float64 rows. Why
+  cadence at all; the cadence only decides which steps also get per-matrix float64 rows. Cost:
+  about 1-4% of a CPU training step (c48, c128 on a shared 2-core machine). Why
   not weight sparse probes by the steps they stand for: the early Adam transient (bias
-  correction, the first ~20 steps) moves theta/s by 2-5x within a few steps, and interpolating
-  between probes every 25-50 steps was 3-7% off (every 10 after 20 dense steps: within 1%).
+  correction, the first ~20 steps) moves theta/s by 2-5x within a few steps: on re-trained c48
+  cells, interpolating between probes every 10-50 steps was 2-7% off (every 10 after 20 dense
+  steps, the default: within 1%).
   The per-step rows live in ``records``, so a checkpoint/resume keeps them.
 - stored trajectories without per-step rows (``cpu_ladder_v1``, written before them) are
   recomputed by interpolating theta_bar_t / s(t) and s(t) linearly between probed steps, so that
   each probe stands for the steps around it (:func:`per_step`; :mod:`scalefit.recompute_eff_lr`).
   A plain mean over probed steps, as before, weighted the densely probed early transient ~10x
-  too much: 1.0-2.9x (median 1.67x) the step-weighted value on cpu_ladder_v1.
+  too much: on cpu_ladder_v1 it was 1.0-3.1x (median 1.74x) the recomputed value (1.67x from the
+  time weighting alone, the rest from the arithmetic mean over matrices).
 
 - ``eff_lr``            mean over steps with s(t) >= 0.1 of theta_bar_t / s(t): comparable with the
                         peak nominal LR;

@@ -75,11 +75,17 @@ def main() -> None:
         for options in option_sets:
             source = prefilter(path) if prefilter else path
             table = load_runs(source, **options)
-            result = calibrate(table, families.split(","), config, settings, progress=sys.stderr.isatty())
+            try:
+                result = calibrate(table, families.split(","), config, settings, progress=sys.stderr.isatty())
+            except ValueError as err:
+                print(f"skip {name} {options}: {err}")
+                continue
             rows = result.rows.assign(dataset=name, subset=str(options.get("where", "")))
             frames.append(rows)
             n_fits += len(result.fits)
             n_conv += int(result.fits["converged"].sum())
+        if not frames:
+            continue
         rows = pd.concat(frames, ignore_index=True)
         all_rows.append(rows)
         n_unbr = int((~rows.loc[rows["method"] == "model", "bracketed"]).sum())

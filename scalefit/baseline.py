@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.config import ModelConfig
+from scalefit.grid import batch_swept
 from scalefit.model import AXIS_COLUMNS, lr_column, run_weights
 
 
@@ -19,12 +20,13 @@ class BaselineFit:
     coef: np.ndarray  # intercept, then one slope per axis (on ln N / ln D)
     vertices: pd.DataFrame  # per cell: log_lr_vertex, source ("parabola" or "best run")
 
-    def predict_log_lr(self, n_params: float, n_tokens: float) -> float:
-        cov = {"N": np.log(n_params), "D": np.log(n_tokens)}
+    def predict_log_lr(self, n_params: float, n_tokens: float, batch_size: float | None = None) -> float:
+        cov = {"N": np.log(n_params), "D": np.log(n_tokens),
+               "B": np.log(batch_size) if batch_size else np.nan}
         return float(self.coef[0] + sum(c * cov[a] for c, a in zip(self.coef[1:], self.axes)))
 
-    def predict_lr(self, n_params: float, n_tokens: float) -> float:
-        return float(np.exp(self.predict_log_lr(n_params, n_tokens)))
+    def predict_lr(self, n_params: float, n_tokens: float, batch_size: float | None = None) -> float:
+        return float(np.exp(self.predict_log_lr(n_params, n_tokens, batch_size)))
 
 
 def cell_vertex(log_lr: np.ndarray, loss: np.ndarray) -> tuple[float, str]:
@@ -58,7 +60,12 @@ def fit_baseline(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, h
         rows.append({"cell": cell, "log_lr_vertex": vertex, "source": source})
     vertices = pd.DataFrame(rows).set_index("cell")
     design = [np.ones(len(vertices))]
-    for axis in config.axes:
-        design.append(np.log(cells.loc[vertices.index, AXIS_COLUMNS[axis]].to_numpy(dtype=float)))
+    axes = config.axes
+    batch = cells.loc[vertices.index, "batch_size"].to_numpy(dtype=float) if "batch_size" in cells else None
+    if config.batch_in_law and batch is not None and batch_swept(cells.loc[vertices.index]):
+        axes = axes + ("B",)  # the same covariates the model's law has
+    columns = dict(AXIS_COLUMNS, B="batch_size")
+    for axis in axes:
+        design.append(np.log(cells.loc[vertices.index, columns[axis]].to_numpy(dtype=float)))
     coef, *_ = np.linalg.lstsq(np.column_stack(design), vertices["log_lr_vertex"].to_numpy(), rcond=None)
-    return BaselineFit(axes=config.axes, coef=coef, vertices=vertices)
+    return BaselineFit(axes=axes, coef=coef, vertices=vertices)

@@ -34,7 +34,7 @@ from scipy import stats
 
 from scalefit.baseline import cell_vertex
 from scalefit.config import ModelConfig
-from scalefit.grid import RunsTable
+from scalefit.grid import RunsTable, batch_swept
 from scalefit.sampling import SamplerSettings
 
 FAMILIES = ("N", "D", "ND")
@@ -53,8 +53,10 @@ class Chain:
 
 
 def _group_keys(table: RunsTable, extra: list[str]) -> list[str]:
+    """Chains run per batch size when batch size is swept; a recipe's batch size (one per
+    (N, D)) varies along the chain instead."""
     cells = table.cells
-    keys = [k for k in ("batch_size", *table.cell_by) if k in cells and cells[k].notna().any()]
+    keys = (["batch_size"] if batch_swept(cells) else []) + list(table.cell_by)
     return keys + [k for k in extra if k in cells]
 
 
@@ -243,7 +245,8 @@ def calibrate(table: RunsTable, families=FAMILIES, config: ModelConfig = ModelCo
                     "cell_label": info["label"], "n_params": float(info["n_params"]),
                     "n_tokens": float(info["n_tokens"]), "distance_efolds": distance_efolds(fitted_cells, info, chain.family),
                     "truth_lr": float(np.exp(truth)), "bracketed": bracketed, "converged": conv.converged}
-            model = nominal_log_lr_draws(fit, info["n_params"], info["n_tokens"])
+            batch = float(info["batch_size"]) if "batch_size" in info and np.isfinite(info["batch_size"]) else None
+            model = nominal_log_lr_draws(fit, info["n_params"], info["n_tokens"], batch_size=batch)
             boot = bootstrap_draws(vertices, design, target, n_boot=n_boot)
             coef, *_ = np.linalg.lstsq(np.column_stack([np.ones(len(design)), design.to_numpy(float)]),
                                        vertices.to_numpy(float), rcond=None)

@@ -147,7 +147,7 @@ def cmd_predict(args) -> int:
     from scalefit.report import is_synthetic, prediction_report
 
     fit = Fit.load(args.fit)
-    pred = fit.predict(args.n_params, args.n_tokens, prob=args.prob, seed=args.seed)
+    pred = fit.predict(args.n_params, args.n_tokens, prob=args.prob, seed=args.seed, batch_size=args.batch_size)
     synthetic = is_synthetic(fit.table.runs)
     if args.json:
         out = pred.to_dict() | {"synthetic_data": synthetic, "fit_file": str(args.fit)}
@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("fit", type=Path)
     p.add_argument("--n-params", type=count, required=True)
     p.add_argument("--n-tokens", type=count, required=True)
+    p.add_argument("--batch-size", type=count, help="tokens per step at the target (needed when the fit's law "
+                   "depends on batch size)")
     p.add_argument("--prob", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0, help="seed for the new cell's random effects")
     p.add_argument("--json", action="store_true")

@@ -48,10 +48,11 @@ class Fit:
             out[axis] = (float(z.min()), float(z.max()))
         return out
 
-    def predict(self, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0):
+    def predict(self, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0,
+                batch_size: float | None = None):
         from scalefit.predict import predict
 
-        return predict(self, n_params, n_tokens, prob=prob, seed=seed)
+        return predict(self, n_params, n_tokens, prob=prob, seed=seed, batch_size=batch_size)
 
     def save(self, path) -> None:
         from scalefit.fitfile import save_fit

@@ -358,6 +358,14 @@ def _cells(runs: pd.DataFrame, cell_by) -> pd.DataFrame:
     return pd.DataFrame(recs, columns=cols).set_index("cell")
 
 
+def batch_swept(cells: pd.DataFrame) -> bool:
+    """Whether batch size is swept (some (N, D) has several), not just part of a recipe that
+    grows it with the model: only a sweep lets the law tell B's effect apart from N's and D's."""
+    if "batch_size" not in cells or not np.isfinite(cells["batch_size"].to_numpy(dtype=float)).all():
+        return False
+    return bool((cells.groupby(["n_params", "n_tokens"])["batch_size"].nunique() > 1).any())
+
+
 # --------------------------------------------------------------------------------------- the table
 
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}   # -1 = not run

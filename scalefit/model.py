@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from scalefit.config import ModelConfig
+from scalefit.grid import batch_swept
 
 AXIS_COLUMNS = {"N": "n_params", "D": "n_tokens"}
 
@@ -39,10 +40,16 @@ class Standardization:
     log_n_sd: float
     log_d_mean: float
     log_d_sd: float
+    log_b_mean: float = 0.0  # batch size (tokens/step); sd 0 when the fitted cells share one
+    log_b_sd: float = 0.0
+
+    def center_scale(self, axis: str) -> tuple[float, float]:
+        return {"N": (self.log_n_mean, self.log_n_sd), "D": (self.log_d_mean, self.log_d_sd),
+                "B": (self.log_b_mean, self.log_b_sd)}[axis]
 
     def z(self, axis: str, value) -> np.ndarray:
         """Standardized log covariate; 0 when the table does not vary along the axis."""
-        mean, sd = (self.log_n_mean, self.log_n_sd) if axis == "N" else (self.log_d_mean, self.log_d_sd)
+        mean, sd = self.center_scale(axis)
         value = np.asarray(value, dtype=float)
         return (np.log(value) - mean) / sd if sd > 0 else np.zeros_like(value)
 
@@ -67,10 +74,23 @@ class ModelData:
     z_n: np.ndarray
     z_d: np.ndarray
     std: Standardization
+    z_b: np.ndarray = None  # standardized ln batch size per cell (zeros when it does not vary)
+    centring: np.ndarray = None  # per cell in [0, 1]: 1 centred optimum, 0 non-centred
+    law_axes: tuple = ()  # covariates of the law: config.axes, plus "B" when batch size varies
+    terms: tuple = ()  # (variable, axis, power) per law coefficient beyond the intercept
+    # Brownian-motion discrepancy along each law axis: per cell the index of its position among
+    # the table's distinct ln values (held-out cells included), and sqrt of the e-fold gaps.
+    walk_index: dict = None
+    walk_step: dict = None
 
     @property
     def n_cells(self) -> int:
         return len(self.z_n)
+
+    def structure(self) -> tuple:
+        """What fixes the compiled model's shapes and variables (data of equal structure swap in)."""
+        return (self.n_cells, centred_cells(self), self.law_axes,
+                tuple((a, len(v)) for a, v in sorted((self.walk_step or {}).items())))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The swappable data containers: only runs that enter the likelihood, split into
@@ -81,7 +101,10 @@ class ModelData:
         return {
             "x_obs": self.x[obs], "y_obs": self.y[obs], "cell_obs": self.cell[obs],
             "x_cens": self.x[cens], "threshold_cens": self.threshold[cens], "cell_cens": self.cell[cens],
-            "z_n": self.z_n, "z_d": self.z_d,
+            "z_n": self.z_n, "z_d": self.z_d, "centring": self.centring,
+            **({"z_b": self.z_b} if "B" in self.law_axes else {}),
+            **{f"walk_index_{a}": v for a, v in (self.walk_index or {}).items()},
+            **{f"walk_step_{a}": v for a, v in (self.walk_step or {}).items()},
         }
 
 
@@ -89,8 +112,8 @@ INIT_TAU = 0.3  # initial law residual sd, so a non-centred start can put each c
 
 
 def initial_values(data: ModelData) -> dict[str, np.ndarray]:
-    """Start each cell at its best observed run: far from it, the exponential valley sides
-    overflow and a chain can stall before adaptation begins."""
+    """Start each cell at its best observed run with the law flat at zero: far from it, the
+    exponential valley sides overflow and a chain can stall before adaptation begins."""
     observed = (data.weight > 0) & (data.censored == 0)
     best_x = np.zeros(data.n_cells)
     best_y = np.zeros(data.n_cells)
@@ -98,9 +121,15 @@ def initial_values(data: ModelData) -> dict[str, np.ndarray]:
         idx = np.flatnonzero(observed & (data.cell == c))
         i = idx[np.argmin(data.y[idx])]
         best_x[c], best_y[c] = data.x[i], data.y[i]
-    if centred_cells(data):
-        return {"log_lr_opt": best_x, "floor": best_y}
-    return {"log_lr_opt_z": best_x / INIT_TAU, "law_residual_sd": np.array(INIT_TAU), "floor": best_y}
+    w = data.centring
+    start = {"law_intercept": np.array(0.0), "law_residual_sd": np.array(INIT_TAU), "floor": best_y,
+             # partially non-centred: m = law + tau^(1-w) (m_raw - w law), law = 0 at the start
+             "log_lr_opt_raw": best_x / INIT_TAU ** (1 - w)}
+    for name, _, _ in data.terms:
+        start[name] = np.array(0.0)
+    for axis, step in (data.walk_step or {}).items():
+        start[f"law_walk_{axis}_z"] = np.zeros(len(step))
+    return start
 
 
 def lr_column(config: ModelConfig) -> str:
@@ -142,11 +171,13 @@ def run_weights(runs: pd.DataFrame, config: ModelConfig, held_out=()) -> tuple[n
     return weight, censored.astype(float), threshold
 
 
-def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_out=()) -> ModelData:
+def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_out=(),
+            z_scale: dict | None = None) -> ModelData:
     """Turn a validated runs table (scalefit.grid) into standardized model arrays.
 
     Standardization uses only the cells that carry data, so a held-out cell is a true
-    extrapolation in z.
+    extrapolation in z. `z_scale` overrides the sd of ln N / ln D / ln B used for z (the
+    posterior in natural units must not depend on it; tests check that).
     """
     col = lr_column(config)
     if col not in runs.columns:
@@ -173,14 +204,20 @@ def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_o
     n_cell = cells.loc[used_cells]
     log_n = np.log(n_cell["n_params"].to_numpy(dtype=float))
     log_d = np.log(n_cell["n_tokens"].to_numpy(dtype=float))
+    batch = cells["batch_size"].to_numpy(dtype=float) if "batch_size" in cells else np.full(len(cells), np.nan)
+    log_b = np.log(batch[used_cells]) if np.isfinite(batch[used_cells]).all() else np.zeros(len(used_cells))
+    b_varies = config.batch_in_law and batch_swept(n_cell)
+    z_scale = z_scale or {}
     std = Standardization(
         x_center=float(best_rows["x"].mean()),
         y_center=float(best_rows["y"].median()),
         y_scale=y_scale,
         log_n_mean=float(log_n.mean()),
-        log_n_sd=float(log_n.std()) if log_n.std() > 1e-9 else 0.0,
+        log_n_sd=z_scale.get("N", float(log_n.std())) if log_n.std() > 1e-9 else 0.0,
         log_d_mean=float(log_d.mean()),
-        log_d_sd=float(log_d.std()) if log_d.std() > 1e-9 else 0.0,
+        log_d_sd=z_scale.get("D", float(log_d.std())) if log_d.std() > 1e-9 else 0.0,
+        log_b_mean=float(log_b.mean()) if b_varies else 0.0,
+        log_b_sd=z_scale.get("B", float(log_b.std())) if b_varies else 0.0,
     )
     for axis in config.axes:
         sd = std.log_n_sd if axis == "N" else std.log_d_sd
@@ -195,6 +232,14 @@ def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_o
 
     y_std = np.where(np.isfinite(loss), (loss - std.y_center) / std.y_scale, 0.0)
     thr = np.where(np.isfinite(threshold), (threshold - std.y_center) / std.y_scale, 0.0)
+    law_axes = config.axes + (("B",) if b_varies else ())
+    walk_index, walk_step = {}, {}
+    if config.discrepancy == "random_walk":
+        for axis in config.axes:
+            index, step = walk_positions(cells[AXIS_COLUMNS[axis]].to_numpy(dtype=float))
+            if len(step):
+                walk_index[axis], walk_step[axis] = index, step
+    x_all = log_lr - std.x_center
     return ModelData(
         x=log_lr - std.x_center,
         y=np.where(weight > 0, y_std, 0.0) * (1 - censored),
@@ -205,7 +250,52 @@ def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_o
         z_n=std.z("N", cells["n_params"].to_numpy(dtype=float)),
         z_d=std.z("D", cells["n_tokens"].to_numpy(dtype=float)),
         std=std,
+        z_b=std.z("B", batch) if b_varies else np.zeros(len(cells)),
+        centring=cell_centring(x_all, np.where(np.isfinite(loss), (loss - std.y_center) / std.y_scale, 0.0),
+                              cell, observed, len(cells)),
+        law_axes=law_axes, terms=tuple(law_terms(config, law_axes)), walk_index=walk_index, walk_step=walk_step,
     )
+
+
+def walk_positions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's index among the distinct ln values of one axis, and sqrt of the e-fold gaps
+    between consecutive distinct values (the Brownian motion's increment sds per unit kappa)."""
+    log_v = np.round(np.log(values), 9)
+    distinct = np.unique(log_v)
+    return np.searchsorted(distinct, log_v).astype(int), np.sqrt(np.diff(distinct))
+
+
+# The cell-to-cell scatter the centring rule compares a cell's own precision with (nats).
+TYPICAL_TAU = 0.3
+
+
+def cell_centring(x, y, cell, observed, n_cells: int) -> np.ndarray:
+    """How far to centre each cell's optimum, by how informative its own sweep is.
+
+    Partially non-centred parameterization (Papaspiliopoulos, Roberts & Skold 2007, Stat. Sci.
+    22:59): w = tau^2 / (tau^2 + se^2), with se the standard error of the vertex of a
+    least-squares parabola through the cell's observed runs. A sweep that pins its optimum
+    (se << tau) is centred, a thin or flat one non-centred, a cell without data gets 0. It
+    changes only the geometry the sampler sees, never the posterior.
+    """
+    w = np.zeros(n_cells)
+    for c in np.unique(cell[observed]):
+        idx = np.flatnonzero(observed & (cell == c))
+        xs, ys = x[idx], y[idx]
+        if len(np.unique(np.round(xs, 9))) < 3 or len(idx) < 4:
+            continue
+        design = np.column_stack([xs**2, xs, np.ones_like(xs)])
+        coef, res, *_ = np.linalg.lstsq(design, ys, rcond=None)
+        a, b = coef[0], coef[1]
+        if a <= 0:
+            continue
+        resid = ys - design @ coef
+        s2 = float(resid @ resid) / max(len(idx) - 3, 1)
+        cov = s2 * np.linalg.pinv(design.T @ design)
+        grad = np.array([b / (2 * a * a), -1 / (2 * a)])  # d vertex / d (a, b)
+        se2 = float(grad @ cov[:2, :2] @ grad)
+        w[c] = TYPICAL_TAU**2 / (TYPICAL_TAU**2 + se2)
+    return w
 
 
 CENTRED_MIN_RUNS = 16
@@ -246,14 +336,24 @@ def valley_rise(d, asymmetry=None, xp=np):
     return valley_shape(d, asymmetry, xp) / unit
 
 
-def law_terms(config: ModelConfig) -> list[tuple[str, str, int]]:
+def law_terms(config: ModelConfig, law_axes=None) -> list[tuple[str, str, int]]:
     """(variable name, axis, power) for each law coefficient beyond the intercept."""
     terms = []
-    for axis in config.axes:
+    for axis in law_axes or config.axes:
         terms.append((f"law_slope_{axis}", axis, 1))
         if config.law == "quadratic":
             terms.append((f"law_curvature_{axis}", axis, 2))
     return terms
+
+
+def fit_law_axes(config: ModelConfig, std: Standardization) -> tuple[str, ...]:
+    """The law's covariates of a fitted model (batch size joins when the fitted cells vary in it)."""
+    return config.axes + (("B",) if config.batch_in_law and std.log_b_sd > 0 else ())
+
+
+def natural_prior(config: ModelConfig, name: str) -> dict:
+    """The stated (natural-unit) prior of a law coefficient variable."""
+    return config.priors[name]
 
 
 def _scale_prior(pm, name: str, prior: dict):
@@ -275,23 +375,34 @@ def build_model(data: ModelData, config: ModelConfig):
     pr = config.priors
     coords = {"cell": np.arange(data.n_cells)}
     with pm.Model(coords=coords) as model:
-        d = {name: pm.Data(name, value, dims="cell" if name.startswith("z_") else None)
+        d = {name: pm.Data(name, value, dims="cell" if name.startswith("z_") or name == "centring" else None)
              for name, value in data.arrays().items()}
         z = {"N": d["z_n"], "D": d["z_d"]}
 
         law = pm.Normal("law_intercept", **pr["law_intercept"])
-        for name, axis, power in law_terms(config):
-            prior = pr["law_slope"] if power == 1 else pr["law_curvature"]
-            law = law + pm.Normal(name, **prior) * z[axis] ** power
+        z["B"] = d.get("z_b")  # present only when the law has a batch-size term
+        for name, axis, power in data.terms:
+            # Priors are stated per e-fold (power 1) or per e-fold^2 (power 2); a coefficient on
+            # z = (ln v - centre) / sd is the natural one times sd^power.
+            sd = data.std.center_scale(axis)[1] ** power
+            coef = pm.Normal(name, mu=pr[name]["mu"] * sd, sigma=pr[name]["sigma"] * sd)
+            pm.Deterministic(f"{name}_natural", coef / sd)
+            law = law + coef * z[axis] ** power
+        for axis, step in (data.walk_step or {}).items():
+            # The law's form error: a Brownian motion in e-folds along the axis, pinned at the
+            # smallest value; beyond the data it keeps diffusing, so the interval widens with
+            # the distance (predict continues it from the fitted cells).
+            kappa = pm.HalfNormal(f"law_discrepancy_{axis}", **pr["law_discrepancy"])
+            steps = kappa * d[f"walk_step_{axis}"] * pm.Normal(f"law_walk_{axis}_z", 0, 1, shape=len(step))
+            walk = pm.Deterministic(f"law_walk_{axis}", pt.concatenate([pt.zeros(1), pt.cumsum(steps)]))
+            law = law + walk[d[f"walk_index_{axis}"]]
         tau = _scale_prior(pm, "law_residual_sd", pr["law_residual_sd"])
-        # Centred or not by data density, as for the widths below. On cpu_ladder_v1 (8-16 runs
-        # per cell, flat noisy valleys) the centred optima funnelled at small tau: 4-13
-        # divergences per 6,000 draws; non-centred: none, same posterior.
-        if centred_cells(data):
-            m = pm.Normal("log_lr_opt", mu=law, sigma=tau, dims="cell")
-        else:
-            m = pm.Deterministic(
-                "log_lr_opt", law + tau * pm.Normal("log_lr_opt_z", 0, 1, dims="cell"), dims="cell")
+        # Partially non-centred by how informative each cell's own sweep is (cell_centring):
+        # m = law + tau^(1-w) (m_raw - w law), m_raw ~ N(w law, tau^w). w = 1 is centred, w = 0
+        # non-centred; w is data, so cells of any mix share one compiled model.
+        w = d["centring"]
+        raw = pm.Normal("log_lr_opt_raw", mu=w * law, sigma=tau**w, dims="cell")
+        m = pm.Deterministic("log_lr_opt", law + tau ** (1 - w) * (raw - w * law), dims="cell")
 
         floor_mean = (pm.Normal("floor_intercept", **pr["floor_intercept"])
                       + pm.Normal("floor_slope_N", **pr["floor_slope"]) * z["N"]
@@ -316,10 +427,18 @@ def build_model(data: ModelData, config: ModelConfig):
             dims="cell")
 
         asymmetry = pm.Normal("valley_asymmetry", **pr["valley_asymmetry"]) if config.valley == "asymmetric" else None
+        if asymmetry is not None and config.asymmetry == "per_cell":
+            # Valley-shape discrepancy: each cell its own asymmetry, partially pooled, so a
+            # cell's optimum is only as certain as its sweep pins the shape.
+            asym_sd = pm.HalfNormal("valley_asymmetry_sd", **pr["valley_asymmetry_sd"])
+            asymmetry = pm.Deterministic(
+                "valley_asymmetry_cell", asymmetry + asym_sd * pm.Normal("valley_asymmetry_z", 0, 1, dims="cell"),
+                dims="cell")
         dist = {}
         for part in ("obs", "cens"):
             cell = d[f"cell_{part}"]
-            mu = floor[cell] + pt.exp(log_width)[cell] * valley_rise(d[f"x_{part}"] - m[cell], asymmetry, xp=pt)
+            k = asymmetry[cell] if asymmetry is not None and config.asymmetry == "per_cell" else asymmetry
+            mu = floor[cell] + pt.exp(log_width)[cell] * valley_rise(d[f"x_{part}"] - m[cell], k, xp=pt)
             dist[part] = pm.StudentT.dist(nu=config.nu, mu=mu, sigma=pt.exp(log_noise)[cell])
         pm.Potential("loglik_obs", pm.logp(dist["obs"], d["y_obs"]).sum())
         pm.Potential("loglik_cens", pm.logccdf(dist["cens"], d["threshold_cens"]).sum())

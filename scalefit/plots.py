@@ -164,24 +164,32 @@ def cell_optima(fit, prob: float = 0.9) -> pd.DataFrame:
     }, index=cells.index)
 
 
-def law_fan(fit, n_params, n_tokens, prob: float = 0.9, seed: int = 0) -> pd.DataFrame:
+def law_fan(fit, n_params, n_tokens, prob: float = 0.9, seed: int = 0, batch_size: float | None = None) -> pd.DataFrame:
     """The law at each (n_params[i], n_tokens[i]): posterior median of the law mean and the
-    NEW-CELL predictive ETI (law + a fresh residual), both as raw LRs."""
-    from scalefit.predict import target_draws
+    NEW-CELL predictive ETI (law + discrepancy + a fresh residual), both as raw LRs. When the law
+    has a batch-size term, at `batch_size` (default: the fitted cells' geometric-mean batch size)."""
+    from scalefit.model import fit_law_axes
+    from scalefit.predict import fit_target_draws
 
     n_params = np.broadcast_to(np.asarray(n_params, dtype=float), np.broadcast(n_params, n_tokens).shape)
     n_tokens = np.broadcast_to(np.asarray(n_tokens, dtype=float), n_params.shape)
     post, std, cfg = fit.posterior, fit.std, fit.config
-    coef = {name: _flat(post, name) for name in ["law_intercept"] + [n for n, _, _ in law_terms(cfg)]}
+    axes = fit_law_axes(cfg, std)
+    if "B" in axes and batch_size is None:
+        batch_size = float(np.exp(std.log_b_mean))
+    terms = law_terms(cfg, axes)
+    coef = {name: _flat(post, name) for name in ["law_intercept"] + [n for n, _, _ in terms]}
     q = (1 - prob) / 2
     rows = []
     for n, d in zip(n_params.ravel(), n_tokens.ravel()):
         z = {"N": float(std.z("N", n)), "D": float(std.z("D", d))}
+        if "B" in axes:
+            z["B"] = float(std.z("B", batch_size))
         mean = coef["law_intercept"].copy()
-        for name, axis, power in law_terms(cfg):
+        for name, axis, power in terms:
             mean = mean + coef[name] * z[axis] ** power
         # One seed for every point: the fan is then a smooth function of the covariate.
-        m = target_draws(post, std, cfg, n, d, seed=seed)["m"]
+        m = fit_target_draws(fit, n, d, seed=seed, batch_size=batch_size)["m"]
         lo, med, hi = np.quantile(m, [q, 0.5, 1 - q])
         rows.append({"n_params": n, "n_tokens": d, "law_median": float(np.exp(np.median(mean) + std.x_center)),
                      "median": float(np.exp(med + std.x_center)), "low": float(np.exp(lo + std.x_center)),

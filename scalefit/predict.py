@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from scalefit.model import law_terms, valley_rise
+from scalefit.model import fit_law_axes, law_terms, valley_rise
 
 DEFAULT_PROBS = (0.5, 0.9, 0.95)
 INTERVAL_KIND = "ETI"
@@ -40,30 +40,118 @@ class Prediction:
     converged: bool | None = None
     extrapolation: dict = field(default_factory=dict)  # target z vs the fitted range
     effective: dict = field(default_factory=dict)  # effective-space interval when lr_kind_fitted is "effective"
+    batch_size: float | None = None  # tokens/step the answer is for (None: the table has no batch sizes)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """Per posterior draw: the target's optimum (standardized x), width and valley asymmetry."""
+def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed: int = 0,
+                 batch_size: float | None = None, walk: dict | None = None) -> dict[str, np.ndarray]:
+    """Per posterior draw: the target's optimum (standardized x), width and valley asymmetry.
+
+    `walk` (from `walk_context`) holds, per law axis, the distinct ln values of the table's cells
+    and which of them carried data: the law's Brownian-motion discrepancy is continued from the
+    fitted cells to the target (a bridge between them, a diffusion beyond them).
+    """
     rng = np.random.default_rng(seed)
     post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(posterior).items()}
     n = len(post["law_intercept"])
     z = {"N": std.z("N", n_params), "D": std.z("D", n_tokens)}
+    axes = fit_law_axes(config, std)
+    if "B" in axes:
+        z["B"] = std.z("B", batch_size)
     law = post["law_intercept"].copy()
-    for name, axis, power in law_terms(config):
+    for name, axis, power in law_terms(config, axes):
         law += post[name] * float(z[axis]) ** power
+    target_log = {"N": np.log(n_params), "D": np.log(n_tokens)}
+    for axis, (positions, fitted) in (walk or {}).items():
+        values = _vector(posterior, f"law_walk_{axis}")  # (draws, positions)
+        law += _continue_walk(values[:, fitted], positions[fitted], post[f"law_discrepancy_{axis}"],
+                              target_log[axis], rng)
     m = law + post["law_residual_sd"] * rng.standard_normal(n)
     log_width = post["log_width_mean"] + post["log_width_sd"] * rng.standard_normal(n)
     asymmetry = post["valley_asymmetry"] if config.valley == "asymmetric" else None
+    if asymmetry is not None and "valley_asymmetry_sd" in post:  # per-cell asymmetry: a new cell's
+        asymmetry = asymmetry + post["valley_asymmetry_sd"] * rng.standard_normal(n)
     return {"m": m, "width": np.exp(log_width), "asymmetry": asymmetry, "z": z}
 
 
-def nominal_log_lr_draws(fit, n_params: float, n_tokens: float, seed: int = 0) -> np.ndarray:
+def _vector(posterior, name: str) -> np.ndarray:
+    ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
+    v = ds[name].values
+    return v.reshape(-1, v.shape[-1])
+
+
+def _continue_walk(values: np.ndarray, positions: np.ndarray, kappa: np.ndarray, target: float, rng) -> np.ndarray:
+    """The Brownian motion at `target` given its draws at the fitted `positions` (sorted ln
+    values): a Brownian bridge between neighbours, free diffusion beyond the ends."""
+    k = np.searchsorted(positions, target)
+    if k < len(positions) and np.isclose(positions[k], target, rtol=0, atol=1e-9):
+        return values[:, k]
+    if k == 0 or k == len(positions):
+        end = 0 if k == 0 else -1
+        gap = abs(target - positions[end])
+        return values[:, end] + kappa * np.sqrt(gap) * rng.standard_normal(len(kappa))
+    lo, hi = positions[k - 1], positions[k]
+    frac = (target - lo) / (hi - lo)
+    mean = values[:, k - 1] + frac * (values[:, k] - values[:, k - 1])
+    return mean + kappa * np.sqrt((target - lo) * (hi - target) / (hi - lo)) * rng.standard_normal(len(kappa))
+
+
+def walk_context(fit) -> dict:
+    """Per axis with a discrepancy walk: (distinct ln values of all cells, which carried data)."""
+    from scalefit.model import AXIS_COLUMNS
+
+    post = fit.posterior.to_dataset() if hasattr(fit.posterior, "to_dataset") else fit.posterior
+    out = {}
+    fitted = set(fit.fitted_cells().tolist())
+    for axis in fit.config.axes:
+        if f"law_walk_{axis}" not in post:
+            continue
+        col = fit.table.cells[AXIS_COLUMNS[axis]]
+        log_v = np.round(np.log(col.to_numpy(dtype=float)), 9)
+        positions = np.unique(log_v)
+        used = np.unique(log_v[[i for i, c in enumerate(col.index) if c in fitted]])
+        out[axis] = (positions, np.isin(positions, used))
+    return out
+
+
+def check_batch_size(fit, batch_size: float | None) -> float | None:
+    """The batch size a prediction is for; a clear error when the fit cannot speak to it."""
+    cells = fit.table.cells.loc[fit.fitted_cells()]
+    seen = cells["batch_size"].dropna().unique() if "batch_size" in cells else np.array([])
+    in_law = "B" in fit_law_axes(fit.config, fit.std)
+    if not in_law:
+        if len(seen) > 1:  # a recipe that grows B with the model: the law follows the recipe
+            return batch_size
+        if batch_size is not None and not (len(seen) == 1 and np.isclose(seen[0], batch_size, rtol=1e-6)):
+            which = f"one batch size ({seen[0]:.4g} tokens/step)" if len(seen) == 1 else "no batch_size column"
+            raise ValueError(f"--batch-size {batch_size:.4g}: the fitted table has {which}, so the law "
+                             "cannot say how the optimum moves with batch size; drop --batch-size")
+        return float(seen[0]) if len(seen) == 1 else None
+    if batch_size is None:
+        raise ValueError(f"this fit's law depends on batch size (fitted {len(seen)} batch sizes, "
+                         f"{seen.min():.4g}-{seen.max():.4g} tokens/step); pass --batch-size")
+    if not seen.min() * (1 - 1e-6) <= batch_size <= seen.max() * (1 + 1e-6):
+        raise ValueError(f"--batch-size {batch_size:.4g} lies outside the batch sizes the fit saw "
+                         f"({seen.min():.4g}-{seen.max():.4g} tokens/step); the law is not extrapolated in B")
+    return float(batch_size)
+
+
+def fit_target_draws(fit, n_params: float, n_tokens: float, seed: int = 0, batch_size: float | None = None) -> dict:
+    """target_draws for a Fit: its batch size checked, its discrepancy walk continued."""
+    batch_size = check_batch_size(fit, batch_size) if hasattr(fit, "table") else batch_size
+    walk = walk_context(fit) if hasattr(fit, "table") else None
+    return target_draws(fit.posterior, fit.std, fit.config, n_params, n_tokens, seed=seed,
+                        batch_size=batch_size, walk=walk) | {"batch_size": batch_size}
+
+
+def nominal_log_lr_draws(fit, n_params: float, n_tokens: float, seed: int = 0,
+                         batch_size: float | None = None) -> np.ndarray:
     """Posterior predictive draws of ln(optimal nominal LR) at (N, D): the target as a new cell,
     mapped through the eff_lr map (one map draw per draw) when the fit is in effective space."""
-    draws = target_draws(fit.posterior, fit.std, fit.config, n_params, n_tokens, seed=seed)
+    draws = fit_target_draws(fit, n_params, n_tokens, seed=seed, batch_size=batch_size)
     log_lr = draws["m"] + fit.std.x_center
     if fit.config.lr_kind == "effective":
         log_lr = fit.eff_map.to_nominal(log_lr, n_params, n_tokens)
@@ -93,14 +181,15 @@ def decide(draws: dict) -> float:
     return float(res.x)
 
 
-def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0) -> Prediction:
+def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0,
+            batch_size: float | None = None) -> Prediction:
     """Credible interval, decision and curvature evidence for the optimal LR at (N, D)."""
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
     if not (n_params > 0 and n_tokens > 0):
         raise ValueError("n_params and n_tokens must be > 0")
     config, std = fit.config, fit.std
-    draws = target_draws(fit.posterior, std, config, n_params, n_tokens, seed=seed)
+    draws = fit_target_draws(fit, n_params, n_tokens, seed=seed, batch_size=batch_size)
     x_med = float(np.median(draws["m"]))
     x_dec = decide(draws)
     scale = std.y_scale  # expected losses back to loss units
@@ -109,7 +198,7 @@ def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int 
 
     log_lr = draws["m"] + std.x_center  # in the fitted LR space
     log_dec = x_dec + std.x_center
-    baseline_log = fit.baseline.predict_log_lr(n_params, n_tokens)
+    baseline_log = fit.baseline.predict_log_lr(n_params, n_tokens, draws["batch_size"])
     effective = {}
     if config.lr_kind == "effective":
         # Users set the nominal LR: map every draw back through its own draw of the eff_lr map.
@@ -140,7 +229,7 @@ def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int 
         axis=config.axis, converged=fit.convergence.converged if fit.convergence else None,
         extrapolation={a: {"target_z": float(draws["z"][a]), "fitted_z_min": z_range[a][0],
                            "fitted_z_max": z_range[a][1]} for a in config.axes},
-        effective=effective,
+        effective=effective, batch_size=draws["batch_size"],
     )
 
 

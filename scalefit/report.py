@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scalefit.model import law_terms
+from scalefit.model import fit_law_axes, law_terms
 
 
 def is_synthetic(runs: pd.DataFrame) -> bool:
@@ -61,14 +61,24 @@ def fit_report(fit) -> str:
                  + ("runs more than {:.0%} above their cell's best loss: censored there".format(cfg.loss_window)
                     if cfg.loss_window is not None else "every ok run fitted"))
     lines.append(f"cells fitted: {n_used} of {len(fit.table.cells)}; runs: {len(fit.table.runs)}")
-    lines.append("law for ln(optimal LR) in standardized z (posterior 5% / 50% / 95%):")
-    names = ["law_intercept"] + [n for n, _, _ in law_terms(cfg)] + ["law_residual_sd"]
-    for name in names:
-        lo, med, hi = _q(post[name].values)
-        lines.append(f"  {name:<22} {lo:+.3f} {med:+.3f} {hi:+.3f}")
+    axes = fit_law_axes(cfg, fit.std)
+    terms = law_terms(cfg, axes)
+    lines.append("law for ln(optimal LR), natural units: slopes per e-fold, curvatures per e-fold^2, "
+                 "scales in nats of LR (prior -> posterior 5% / 50% / 95%):")
+    for name in ["law_intercept"] + [n for n, _, _ in terms] + ["law_residual_sd"] + \
+            [f"law_discrepancy_{a}" for a in cfg.axes if f"law_discrepancy_{a}" in post]:
+        values = post[f"{name}_natural"].values if f"{name}_natural" in post else post[name].values
+        prior = cfg.priors["law_discrepancy" if name.startswith("law_discrepancy") else name]
+        stated = (f"Normal({prior['mu']:+g}, {prior['sigma']:g})" if "mu" in prior
+                  else f"HalfNormal({prior['sigma']:g})" if "sigma" in prior
+                  else f"Gamma({prior['alpha']:g}, {prior['beta']:g})")
+        lo, med, hi = _q(values)
+        lines.append(f"  {name:<22} {stated:<22} -> {lo:+.3f} {med:+.3f} {hi:+.3f}")
+    if "B" in axes:
+        lines.append(f"  (batch size in the law: ln B centred at {np.exp(fit.std.log_b_mean):.4g} tokens/step)")
     lo, med, hi = np.exp(_q(post["law_intercept"].values) + fit.std.x_center)
     lines.append(f"  optimal LR at the grid centre: {med:.3g} [{lo:.3g}, {hi:.3g}] (90% ETI)")
-    for name, axis, power in law_terms(cfg):
+    for name, axis, power in terms:
         if power == 2:
             p = float(np.mean(post[name].values > 0))
             lines.append(f"  P(curvature along {axis} > 0) = {p:.3f}")
@@ -96,7 +106,8 @@ def prediction_report(pred, synthetic: bool = False) -> str:
         lines.append(SYNTHETIC_BANNER)
     space = (f"fitted in {pred.lr_kind_fitted} LR space, reported as the nominal LR to set"
              if pred.lr_kind_fitted != pred.lr_kind_reported else "nominal LR")
-    lines.append(f"target N={pred.n_params:.3g} D={pred.n_tokens:.3g} (law along {pred.axis}, {space})")
+    at_b = f" B={pred.batch_size:.4g} tokens/step" if pred.batch_size else ""
+    lines.append(f"target N={pred.n_params:.3g} D={pred.n_tokens:.3g}{at_b} (law along {pred.axis}, {space})")
     if pred.effective:
         e = pred.effective
         iv = e["eff_intervals"][str(pred.prob)]

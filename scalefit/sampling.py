@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from scalefit.config import ModelConfig
-from scalefit.model import ModelData, build_model, centred_cells, initial_values
+from scalefit.model import ModelData, build_model, initial_values
 
 SAMPLERS = ("nutpie", "pymc")
 CONVERGED_RHAT = 1.01
@@ -54,7 +54,7 @@ def _compiled(data: ModelData, config: ModelConfig):
     """nutpie-compiled model for this structure; later calls only swap the data."""
     import nutpie
 
-    key = (config.hash, data.n_cells, centred_cells(data))
+    key = (config.hash, data.structure())
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = nutpie.compile_pymc_model(build_model(data, config), initial_points=initial_values(data))

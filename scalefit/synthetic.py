@@ -33,8 +33,10 @@ class SyntheticTruth:
     curvature_n: float = 0.06
     slope_d: float = -0.3
     curvature_d: float = 0.0
+    slope_b: float = 0.0  # per e-fold of batch size (tokens/step), at fixed N and D
     n_ref: float = 8e6
     d_ref: float = 4e8
+    b_ref: float = 65536.0
     loss_e: float = 1.7
     loss_a: float = 400.0
     loss_alpha: float = 0.34
@@ -48,17 +50,19 @@ class SyntheticTruth:
     outlier_prob: float = 0.02  # a few runs land far off (bad seed, node fault)
     diverge_octaves: float = 2.0
 
-    def log_lr_opt(self, n_params, n_tokens) -> np.ndarray:
+    def log_lr_opt(self, n_params, n_tokens, batch_size=None) -> np.ndarray:
         u = np.log(np.asarray(n_params, dtype=float) / self.n_ref)
         v = np.log(np.asarray(n_tokens, dtype=float) / self.d_ref)
-        return self.intercept + self.slope_n * u + self.curvature_n * u**2 + self.slope_d * v + self.curvature_d * v**2
+        b = np.log(np.asarray(batch_size if batch_size is not None else self.b_ref, dtype=float) / self.b_ref)
+        return (self.intercept + self.slope_n * u + self.curvature_n * u**2 + self.slope_d * v
+                + self.curvature_d * v**2 + self.slope_b * b)
 
     def floor(self, n_params, n_tokens) -> np.ndarray:
         n, d = np.asarray(n_params, dtype=float), np.asarray(n_tokens, dtype=float)
         return self.loss_e + self.loss_a * n**-self.loss_alpha + self.loss_b * d**-self.loss_beta
 
-    def loss(self, lr, n_params, n_tokens, width_factor: float = 1.0) -> np.ndarray:
-        d = np.log(lr) - self.log_lr_opt(n_params, n_tokens)
+    def loss(self, lr, n_params, n_tokens, width_factor: float = 1.0, batch_size=None) -> np.ndarray:
+        d = np.log(lr) - self.log_lr_opt(n_params, n_tokens, batch_size)
         p, q = self.rate_low, self.rate_high
         shape = 2.0 * (q * np.exp(-p * d) + p * np.exp(q * d) - (p + q)) / (p * q * (p + q))
         return self.floor(n_params, n_tokens) + self.width * width_factor * shape
@@ -71,6 +75,7 @@ def make_grid(
     n_lrs: int = 8,
     seeds=(0,),
     seed: int = 0,
+    batch_sizes=(65536,),
 ) -> pd.DataFrame:
     """A runs table: every (N, D) cell swept over `n_lrs` half-octave LRs bracketing the truth.
 
@@ -79,8 +84,8 @@ def make_grid(
     rng = np.random.default_rng(seed)
     rows = []
     for n in n_params:
-        for d in n_tokens:
-            log2_opt = truth.log_lr_opt(n, d) / np.log(2)
+        for d, bs in [(d, bs) for d in n_tokens for bs in batch_sizes]:
+            log2_opt = truth.log_lr_opt(n, d, bs) / np.log(2)
             centre = log2_opt + rng.uniform(-0.5, 0.5)
             log2_lrs = centre + 0.5 * (np.arange(n_lrs) - (n_lrs - 1) / 2)
             width_factor = float(np.exp(rng.normal(0.0, truth.width_cell_sd)))
@@ -91,14 +96,14 @@ def make_grid(
                     noise = rng.normal(0, truth.noise_sd)
                     if rng.uniform() < truth.outlier_prob:
                         noise += rng.choice([-1, 1]) * rng.uniform(5, 15) * truth.noise_sd
-                    loss = np.nan if diverged else float(truth.loss(lr, n, d, width_factor) + noise)
+                    loss = np.nan if diverged else float(truth.loss(lr, n, d, width_factor, bs) + noise)
                     rows.append({
                         "n_params": int(n), "n_params_total": int(n + 50_000 * np.sqrt(n / 1e6)),
-                        "n_tokens": int(d), "batch_size": 65536, "lr": lr,
+                        "n_tokens": int(d), "batch_size": int(bs), "lr": lr,
                         "weight_decay": 0.1, "optimizer": "adamw", "schedule": "synthetic",
                         "warmup": 0.02, "seed": int(s), "final_loss": loss,
                         "loss_kind": "synthetic", "status": "diverged" if diverged else "ok",
-                        "true_lr_opt": float(np.exp(truth.log_lr_opt(n, d))),
+                        "true_lr_opt": float(np.exp(truth.log_lr_opt(n, d, bs))),
                     })
     return pd.DataFrame(rows)
 

@@ -92,26 +92,68 @@ def test_model_structure_follows_config(default_table):
     assert "law_slope_D" in lin_names and not any("curvature" in n or "asymmetry" in n for n in lin_names)
 
 
-def test_parameterization_and_scale_priors_follow_data_and_config(default_table):
-    """Thin cells (8 runs) get non-centred optima and widths; a dense copy gets centred ones; a
-    scale prior with alpha/beta is a Gamma (kept off zero), with sigma a HalfNormal."""
-    import pandas as pd
+def test_centring_follows_each_cells_information_and_scale_priors_follow_config(default_table):
+    """A cell whose sweep pins its optimum (many runs, sharp valley) is centred (w near 1); the
+    same cell with its runs thinned to a flat, noisy valley is not; a held-out cell gets w = 0.
+    A scale prior with alpha/beta is a Gamma (kept off zero), with sigma a HalfNormal."""
+    from scalefit.model import cell_centring
 
-    from scalefit.grid import load_runs
-    from scalefit.model import centred_cells
+    rng = np.random.default_rng(0)
+    x_sharp = np.repeat(np.linspace(-1.5, 1.5, 9), 3)
+    y_sharp = 2.0 * x_sharp**2 + rng.normal(0, 0.01, len(x_sharp))
+    x_flat = np.array([-1.0, 0.0, 1.0, 1.5])
+    y_flat = 0.02 * x_flat**2 + rng.normal(0, 0.05, 4)
+    x = np.concatenate([x_sharp, x_flat, [0.0, 0.5, 1.0]])
+    y = np.concatenate([y_sharp, y_flat, [0.0, 0.1, 0.4]])
+    cell = np.concatenate([np.zeros(len(x_sharp), int), np.ones(4, int), np.full(3, 2)])
+    observed = np.concatenate([np.ones(len(x_sharp) + 4, bool), np.zeros(3, bool)])
+    w = cell_centring(x, y, cell, observed, 3)
+    assert w[0] > 0.95 and w[1] < 0.5 and w[2] == 0.0
 
     cfg = ModelConfig(axis="N", priors={"law_residual_sd": {"alpha": 2.0, "beta": 10.0}})
-    thin = prepare(default_table.runs, default_table.cells, cfg)
-    model = build_model(thin, cfg)
-    names = {v.name for v in model.free_RVs}
-    assert not centred_cells(thin) and {"log_lr_opt_z", "log_width_z"} <= names and "log_lr_opt" not in names
+    data = prepare(default_table.runs, default_table.cells, cfg)
+    assert data.centring.shape == (len(default_table.cells),) and ((0 <= data.centring) & (data.centring <= 1)).all()
+    model = build_model(data, cfg)
+    assert "log_lr_opt_raw" in {v.name for v in model.free_RVs}
     assert model["law_residual_sd"].owner.op.name == "gamma"
-    assert build_model(thin, ModelConfig(axis="N"))["law_residual_sd"].owner.op.name == "halfnormal"
-    raw = default_table.runs.drop(columns=[c for c in ("cell", "row", "log_lr", "log_eff_lr") if c in default_table.runs])
-    dense_table = load_runs(pd.concat([raw.assign(seed=k) for k in range(2)], ignore_index=True))
-    dense = prepare(dense_table.runs, dense_table.cells, cfg)
-    dense_names = {v.name for v in build_model(dense, cfg).free_RVs}
-    assert centred_cells(dense) and {"log_lr_opt", "log_width"} <= dense_names
+    assert build_model(data, ModelConfig(axis="N"))["law_residual_sd"].owner.op.name == "halfnormal"
+
+
+def test_law_priors_are_stated_per_efold_whatever_the_standardization(default_table):
+    """The prior of a slope per e-fold (and of a curvature per e-fold^2) is the configured one,
+    however wide the fitted range makes the standardized z."""
+    import pymc as pm
+
+    cfg = ModelConfig(axis="N")
+    for scale in (None, {"N": 5.0}):
+        data = prepare(default_table.runs, default_table.cells, cfg, z_scale=scale)
+        with build_model(data, cfg):
+            prior = pm.sample_prior_predictive(draws=4000, random_seed=1, var_names=[
+                "law_slope_N_natural", "law_curvature_N_natural"]).prior
+        slope, curv = prior["law_slope_N_natural"].values, prior["law_curvature_N_natural"].values
+        assert np.mean(slope) == pytest.approx(-0.4, abs=0.03) and np.std(slope) == pytest.approx(0.4, rel=0.05)
+        assert np.std(curv) == pytest.approx(0.05, rel=0.05)
+
+
+def test_discrepancy_walk_positions_and_continuation():
+    """The walk visits each distinct ln N once (cells sharing N share it); beyond the data the
+    continued walk spreads like kappa sqrt(distance); between fitted points it is a bridge."""
+    from scalefit.model import walk_positions
+    from scalefit.predict import _continue_walk
+
+    index, step = walk_positions(np.array([1e6, 4e6, 1e6, 16e6]))
+    assert index.tolist() == [0, 1, 0, 2] and step == pytest.approx(np.sqrt([np.log(4), np.log(4)]))
+    rng = np.random.default_rng(0)
+    n = 200000
+    values = np.zeros((n, 2))
+    kappa = np.full(n, 0.2)
+    positions = np.array([0.0, 1.0])
+    near = _continue_walk(values, positions, kappa, 2.0, rng)  # one e-fold beyond
+    far = _continue_walk(values, positions, kappa, 5.0, rng)  # four e-folds beyond
+    mid = _continue_walk(values, positions, kappa, 0.5, rng)  # bridge midpoint
+    assert np.std(near) == pytest.approx(0.2, rel=0.02) and np.std(far) == pytest.approx(0.4, rel=0.02)
+    assert np.std(mid) == pytest.approx(0.2 * np.sqrt(0.25), rel=0.02)
+    assert np.all(_continue_walk(values + 3.0, positions, kappa, 1.0, rng) == 3.0)  # at a fitted point
 
 
 def test_baseline_recovers_exact_log_linear_law():
@@ -161,7 +203,7 @@ class _FakeFit:
         self.config = ModelConfig(axis="N")
         self.std = Standardization(np.log(1e-3), 3.0, 0.1, np.log(1e7), 1.0, np.log(1e9), 0.0)
         self.convergence = Convergence(1.0, 1000, 1000, 0, n)
-        self.baseline = type("B", (), {"predict_log_lr": staticmethod(lambda n, d: np.log(1e-3))})()
+        self.baseline = type("B", (), {"predict_log_lr": staticmethod(lambda n, d, b=None: np.log(1e-3))})()
 
     def z_range(self):
         return {"N": (-1.0, 1.0), "D": (0.0, 0.0)}

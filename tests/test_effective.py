@@ -179,3 +179,19 @@ def test_transient_by_cell_reads_the_probe_columns():
     # smaller best LR (larger N) -> longer transient: the relation THEORY.md 3.4 builds on
     order = np.argsort(out["best_lr"].to_numpy())
     assert out["transient_frac"].to_numpy()[order][0] >= out["transient_frac"].to_numpy()[order][-1]
+
+
+def test_map_is_unbiased_near_the_optima_of_the_shipped_grid():
+    """cpu_ladder_v1 (AdamW): a global log-linear map left +0.06 (up to +0.14) in ln eff_lr near
+    the optimum of each cell; the windowed map with its u^2 term is centred there."""
+    from sf_testing import REPO
+    from scalefit.effective import near_optimum
+
+    table = load_runs(REPO / "data" / "cpu_ladder_v1" / "runs.csv", where={"optimizer": "adamw"})
+    runs, std = table.runs, _std(table)
+    m = fit_effective_map(runs, std)
+    resid = np.log(runs["eff_lr"]) - m.log_eff(np.log(runs["lr"]), runs["n_params"], runs["n_tokens"])
+    near = near_optimum(runs, 0.5)
+    per_cell = resid[near].groupby(runs["cell"][near]).mean()
+    assert abs(per_cell.mean()) < 0.02 and per_cell.abs().max() < 0.1
+    assert m.residual_sd < 0.06 and np.median(m.scatter_draws) < 0.08

@@ -18,7 +18,6 @@ is a function of the finished results and the record, hence idempotent. No torch
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time

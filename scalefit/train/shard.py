@@ -47,8 +47,30 @@ def _prepare_for_retry(d: Path) -> None:
     try:
         if store.read_json(r).get("status") == "failed":
             r.rename(d / f"result.failed.{int(time.time())}.json")
+            (d / store.ATTEMPTS).unlink(missing_ok=True)
     except (FileNotFoundError, ValueError):
         pass
+
+
+def _claim_and_count(c: Cell, d: Path, log) -> bool:
+    """try_claim, then give up on a cell whose previous ``run.max_attempts`` starts all died
+    without a result or a new checkpoint: record it ``failed`` so relaunches stop dying on it."""
+    if not store.try_claim(d, c.run["lease_s"]):
+        return False
+    n = store.count_start(d)
+    limit = c.run.get("max_attempts", 3)
+    if n <= limit:
+        return True
+    from scalefit.train.cell import failure_result
+
+    msg = (f"{limit} starts in a row died without a result or a new checkpoint (crash, kill or "
+           "hang); not started again: see the workers' logs, then --retry-failed")
+    res = failure_result(c.as_dict(), RuntimeError(msg))
+    res["traceback"] = None
+    store.write_json_atomic(d / store.RESULT, res)
+    store.release(d)
+    log(f"cell {c.id} FAILED: {msg}", file=sys.stderr, flush=True)
+    return False
 
 
 def all_cells(spec: GridSpec, out: Path) -> list[Cell]:
@@ -118,7 +140,7 @@ def _train(c: Cell, d: Path, acc, *, ddp: bool, progress: bool, trackers, log) -
             store.release(d)
 
 
-def _claim(c: Cell, d: Path, acc, *, ddp: bool, retry_failed: bool) -> bool:
+def _claim(c: Cell, d: Path, acc, *, ddp: bool, retry_failed: bool, log) -> bool:
     if ddp:
         from accelerate.utils import broadcast_object_list
 
@@ -126,12 +148,12 @@ def _claim(c: Cell, d: Path, acc, *, ddp: bool, retry_failed: bool) -> bool:
         if acc.is_main_process:
             if retry_failed:
                 _prepare_for_retry(d)
-            mine = [store.try_claim(d, c.run["lease_s"])]
+            mine = [_claim_and_count(c, d, log)]
         broadcast_object_list(mine)
         return bool(mine[0])
     if retry_failed:
         _prepare_for_retry(d)
-    return store.try_claim(d, c.run["lease_s"])
+    return _claim_and_count(c, d, log)
 
 
 def _extend(spec: GridSpec, out: Path, acc, *, ddp: bool, log) -> bool:
@@ -158,7 +180,7 @@ def run_worker(spec: GridSpec, out: Path, acc, *, ddp: bool = False, progress: b
         for c in fresh:
             tried.add(c.id)
             d = store.cell_dir(out, c.id)
-            if not _claim(c, d, acc, ddp=ddp, retry_failed=retry_failed):
+            if not _claim(c, d, acc, ddp=ddp, retry_failed=retry_failed, log=log):
                 continue
             res = _train(c, d, acc, ddp=ddp, progress=progress, trackers=trackers, log=log)
             if ddp:

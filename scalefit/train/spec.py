@@ -182,10 +182,10 @@ SCHEDULE_KEYS = {"kind", "warmup", "min_ratio", "decay"}
 OPTIM_KEYS = {"beta1", "beta2", "eps", "grad_clip", "adamh_adam_lr", "decay_embeddings"}
 DATA_KEYS = {"kind", "path", "val_path", "vocab_size", "val_fraction", "eval_tokens"}
 RUN_KEYS = {"precision", "checkpoint_every", "probe_every", "probe_dense_until", "log_every",
-            "divergence_factor", "lease_s", "heartbeat_s", "keep_checkpoint"}
+            "divergence_factor", "lease_s", "heartbeat_s", "max_attempts", "keep_checkpoint"}
 RUN_DEFAULTS = {"precision": "fp32", "checkpoint_every": 200, "probe_every": 10,
                 "probe_dense_until": 20, "log_every": 10, "divergence_factor": 2.0,
-                "lease_s": 600.0, "heartbeat_s": 15.0, "keep_checkpoint": False}
+                "lease_s": 600.0, "heartbeat_s": 15.0, "max_attempts": 3, "keep_checkpoint": False}
 LATTICE_DEFAULTS = {"base": 1e-3, "per_octave": 2, "digits": 4}
 EXTEND_DEFAULTS = {"max": 3, "cliff": 0.1}
 ORDERS = ("large_first", "small_first")
@@ -364,6 +364,7 @@ def _shared(src: str, raw: dict) -> dict:
     if run["lease_s"] < 3 * run["heartbeat_s"]:  # one late beat must not hand a live cell away
         raise _err(src, "run.lease_s", f"{run['lease_s']:g} s is below 3 x run.heartbeat_s "
                    f"({run['heartbeat_s']:g} s): another worker would take live cells over")
+    run["max_attempts"] = _num(src, "run.max_attempts", run["max_attempts"], integer=True)
     if not isinstance(run["keep_checkpoint"], bool):
         raise _err(src, "run.keep_checkpoint", f"expected true or false, got {run['keep_checkpoint']!r}")
     precision = run.pop("precision")

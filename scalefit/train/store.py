@@ -29,8 +29,8 @@ import threading
 import time
 from pathlib import Path
 
-RESULT, CLAIM, CHECKPOINT, CONFIG, TRAJECTORY = (
-    "result.json", "claim", "checkpoint.pt", "config.json", "trajectory.parquet")
+RESULT, CLAIM, CHECKPOINT, CONFIG, TRAJECTORY, ATTEMPTS = (
+    "result.json", "claim", "checkpoint.pt", "config.json", "trajectory.parquet", "attempts.json")
 
 
 def _clean(o):
@@ -255,6 +255,23 @@ def clean_leftovers(d: Path) -> list[Path]:
             except FileNotFoundError:
                 pass
     return gone
+
+
+def count_start(d: Path) -> int:
+    """Record that this process starts training claimed cell ``d``; return how many starts in a row
+    found no progress since the previous one (no result, checkpoint unchanged), this one included.
+    A cell that kills its worker (segfault, OOM kill, a hang ended by a timeout) climbs by one per
+    relaunch; any new checkpoint resets the count, so preempted long runs are not penalised."""
+    ck = d / CHECKPOINT
+    mark = ck.stat().st_mtime_ns if ck.exists() else None
+    try:
+        prev = read_json(d / ATTEMPTS)
+    except (FileNotFoundError, ValueError):
+        prev = {}
+    n = prev.get("starts", 0) + 1 if prev.get("checkpoint_mtime_ns") == mark else 1
+    write_json_atomic(d / ATTEMPTS, {"starts": n, "checkpoint_mtime_ns": mark, "pid": os.getpid(),
+                                     "host": socket.gethostname(), "time": time.time()})
+    return n
 
 
 def status(d: Path) -> str:

@@ -2,7 +2,6 @@
 raises (sharded and --ddp), trackers from every process, and a kill of the launcher's process group."""
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -168,4 +168,31 @@ def test_killing_the_launchers_process_group_stops_every_worker_and_relaunch_res
     for i, step in ckpt.items():
         r = json.loads((out / "cells" / i / "result.json").read_text())
         assert r["resumed_from_step"] == step > 0 and r["steps"] == r["steps_planned"]
+        assert not (out / "cells" / i / "checkpoint.pt").exists()
+        traj = pd.read_parquet(out / "cells" / i / "trajectory.parquet")
+        assert traj.step.min() == 0 and traj.step.max() == r["steps"] - 1  # history kept across the kill
+        assert not traj.duplicated(["step", "matrix"]).any()
     assert not list(out.glob("cells/*/.*.tmp")) and not list(out.glob("cells/*/claim"))
+
+
+def test_a_cell_that_kills_its_worker_is_given_up_after_max_attempts(tmp_path):
+    """A segfault-like death (os._exit) leaves no result; each relaunch would die on the same cell.
+    After run.max_attempts starts without progress it is recorded failed and the grid completes."""
+    grid = write_grid(tmp_path / "grid.toml", GRID.replace("log_every = 5", "log_every = 5\n    max_attempts = 2"))
+    out = tmp_path / "out"
+    spec = load_spec(grid)
+    entry = _failing_entry(tmp_path)
+    entry.write_text(entry.read_text().replace('raise RuntimeError("injected failure in cell " + c["cell_id"])',
+                                               "import os; os._exit(7)"))
+    env = dict(_env())
+    codes = []
+    for _ in range(3):
+        p = subprocess.run([sys.executable, str(entry), str(grid), "--out", str(out), "--cpu"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        codes.append(p.returncode)
+    assert codes == [7, 7, 0], p.stdout + p.stderr
+    res = _results(out, spec)
+    assert res[BAD_LR]["status"] == "failed" and "2 starts in a row died" in res[BAD_LR]["error"]
+    assert all(r["status"] == "ok" for lr, r in res.items() if lr != BAD_LR)
+    bad = next(c for c in spec.cells if c.config["lr"] == BAD_LR)
+    assert json.loads((out / "cells" / bad.id / "attempts.json").read_text())["starts"] == 3

@@ -1,6 +1,7 @@
 """Collection that never trains a cell twice, with real `accelerate launch` on CPU: a cell that
 raises (sharded and --ddp), trackers from every process, and a kill of the launcher's process group."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ pytest.importorskip("accelerate")
 from runner_helpers import REPO, write_grid  # noqa: E402
 from test_launch import LAUNCH, _descendants, _early_checkpoint, _env, _ran_ids  # noqa: E402
 
+from scalefit.train.cell import code_version as cell_code_version  # noqa: E402
 from scalefit.train.spec import load_spec  # noqa: E402
 
 BAD_LR = 2e-3
@@ -85,6 +87,8 @@ def test_a_cell_that_raises_is_recorded_failed_and_the_grid_goes_on(tmp_path, mo
     assert "Traceback" in res[BAD_LR]["traceback"]
     assert all(r["status"] == "ok" for lr, r in res.items() if lr != BAD_LR)
     assert res[1e-3]["ddp_processes"] == (2 if mode == "ddp" else 1)
+    assert {r["code_version"] for r in res.values()} == {cell_code_version()}  # the training code, not HEAD
+    assert re.fullmatch(r"train-[0-9a-f]{12}", cell_code_version())
     if mode == "sharded":  # every process logged the cells it trained to its own tracker run
         logged = {}
         for rank in (0, 1):

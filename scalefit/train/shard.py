@@ -93,6 +93,8 @@ def write_plan(out: Path, spec: GridSpec) -> None:
         d.mkdir(parents=True, exist_ok=True)
         if not (d / store.CONFIG).exists():
             store.write_json_atomic(d / store.CONFIG, c.as_dict())
+        elif (d / store.RESULT).exists() and not (d / store.CLAIM).exists():
+            store.clean_leftovers(d)  # a finished cell is never claimed again: sweep it here
 
 
 def exit_with_launcher(poll_s: float = 0.5) -> bool:

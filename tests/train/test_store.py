@@ -121,3 +121,21 @@ def test_claiming_a_cell_sweeps_a_dead_owners_leftovers(tmp_path):
     (d / "checkpoint.pt").write_text("kept")
     assert store.try_claim(d, lease_s=600)
     assert not any(f.exists() for f in left) and (d / "checkpoint.pt").exists()
+
+
+def test_planning_sweeps_leftovers_of_finished_cells_only(tmp_path):
+    from scalefit.train.shard import write_plan
+    from scalefit.train.spec import load_spec
+
+    from runner_helpers import REPO
+
+    spec = load_spec(REPO / "runners/grids/micro.toml")
+    write_plan(tmp_path, spec)
+    done, busy = (store.cell_dir(tmp_path, c.id) for c in spec.cells[:2])
+    store.write_json_atomic(done / "result.json", {"status": "ok"})
+    assert store.try_claim(busy, lease_s=600)
+    for d in (done, busy):
+        (d / ".trajectory.parquet.1.tmp").write_text("x")
+        (d / ".claim.stale.h.1").write_text("x")
+    write_plan(tmp_path, spec)
+    assert not list(done.glob(".*")) and len(list(busy.glob(".*"))) == 2  # a live owner's files stay

@@ -3,8 +3,9 @@
 Layout of one cell directory::
 
     config.json        the cell (id, config, run cadences, meta); written once, atomically
-    claim              JSON {host, pid, time}; exists while a worker owns the cell; its mtime is
-                       the heartbeat
+    claim              JSON {host, pid, time, nonce}; exists while a worker owns the cell; its
+                       mtime is the heartbeat (touched by a thread, :class:`Heartbeat`)
+    attempts.json      starts in a row without progress (:func:`count_start`)
     checkpoint.pt      model + optimizer + step + RNG + loss history + probe records (torch.save)
     trajectory.parquet the probe records (one row per matrix per probed step)
     result.json        the run's outcome; its existence means "finished, never re-run"

@@ -75,6 +75,7 @@ def _results(out, spec):
     return {c.config["lr"]: json.loads((out / "cells" / c.id / "result.json").read_text()) for c in spec.cells}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sharded", "ddp"])
 def test_a_cell_that_raises_is_recorded_failed_and_the_grid_goes_on(tmp_path, mode):
     grid, out = write_grid(tmp_path / "grid.toml", GRID), tmp_path / "out"
@@ -124,6 +125,7 @@ KILL_GRID = GRID.replace("absolute = [12800]", "absolute = [38400, 76800]       
                 .replace("checkpoint_every = 25", "checkpoint_every = 15").replace('"u16"', '"u32"')
 
 
+@pytest.mark.slow
 def test_killing_the_launchers_process_group_stops_every_worker_and_relaunch_resumes(tmp_path):
     grid, out = write_grid(tmp_path / "grid.toml", KILL_GRID), tmp_path / "out"
     cells = {c.id: c for c in load_spec(grid).cells}

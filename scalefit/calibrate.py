@@ -35,6 +35,7 @@ from scipy import stats
 from scalefit.baseline import cell_vertex
 from scalefit.config import ModelConfig
 from scalefit.grid import RunsTable, batch_swept
+from scalefit.model import fit_law_axes
 from scalefit.sampling import SamplerSettings
 
 FAMILIES = ("N", "D", "ND")
@@ -245,7 +246,8 @@ def calibrate(table: RunsTable, families=FAMILIES, config: ModelConfig = ModelCo
                     "cell_label": info["label"], "n_params": float(info["n_params"]),
                     "n_tokens": float(info["n_tokens"]), "distance_efolds": distance_efolds(fitted_cells, info, chain.family),
                     "truth_lr": float(np.exp(truth)), "bracketed": bracketed, "converged": conv.converged}
-            batch = float(info["batch_size"]) if "batch_size" in info and np.isfinite(info["batch_size"]) else None
+            # the held-out cell's batch size, where the law has a batch-size term
+            batch = float(info["batch_size"]) if "B" in fit_law_axes(fit.config, fit.std) else None
             model = nominal_log_lr_draws(fit, info["n_params"], info["n_tokens"], batch_size=batch)
             boot = bootstrap_draws(vertices, design, target, n_boot=n_boot)
             coef, *_ = np.linalg.lstsq(np.column_stack([np.ones(len(design)), design.to_numpy(float)]),

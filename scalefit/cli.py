@@ -61,7 +61,8 @@ def _load(args, **options):
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     from scalefit.config import AXES, DIVERGED_RULES, LAWS, LR_KINDS, VALLEYS
 
-    p.add_argument("--axis", choices=AXES, required=True, help="law covariate: N, D, or ND (joint)")
+    p.add_argument("--axis", choices=("auto", *AXES), default="auto",
+                   help="law covariate: N, D, or ND (joint); auto: ND when the table varies both, else the one it varies")
     p.add_argument("--lr-kind", choices=LR_KINDS, default="nominal")
     p.add_argument("--valley", choices=VALLEYS, default="asymmetric")
     p.add_argument("--law", choices=LAWS, default="quadratic")
@@ -87,12 +88,23 @@ def _fraction_or_none(text: str):
     return value
 
 
-def _model_config(args):
+def _auto_axis(table) -> str:
+    """ND when the cells vary in both N and D (>= 3 values each), else the axis that varies most."""
+    n, d = (table.cells[c].nunique() for c in ("n_params", "n_tokens"))
+    if n >= 3 and d >= 3:
+        return "ND"
+    return "N" if n >= d else "D"
+
+
+def _model_config(args, table=None):
     from scalefit.config import ModelConfig
 
     if args.config:
         return ModelConfig.from_json(args.config.read_text())
-    return ModelConfig(axis=args.axis, lr_kind=args.lr_kind, valley=args.valley, law=args.law,
+    axis = _auto_axis(table) if args.axis == "auto" else args.axis
+    if args.axis == "auto":
+        print(f"law axis: {axis} (auto; pass --axis to choose)", file=sys.stderr)
+    return ModelConfig(axis=axis, lr_kind=args.lr_kind, valley=args.valley, law=args.law,
                        window_octaves=args.window_octaves, diverged=args.diverged, loss_window=args.loss_window)
 
 
@@ -131,7 +143,7 @@ def cmd_fit(args) -> int:
     from scalefit.report import fit_report
 
     table = _load(args)
-    config, settings = _model_config(args), _settings(args)
+    config, settings = _model_config(args, table), _settings(args)
     print(f"fitting {len(table.runs)} runs in {len(table.cells)} cells with {settings.sampler} "
           f"({settings.chains} chains x {settings.tune} tune + {settings.draws} draws); "
           "compiling the model first (~20 s on 2 cores)...", file=sys.stderr, flush=True)
@@ -165,7 +177,7 @@ def cmd_backtest(args) -> int:
     from scalefit.report import backtest_report
 
     table = _load(args)
-    bt = leave_largest_out(table, _model_config(args), _settings(args), prob=args.prob)
+    bt = leave_largest_out(table, _model_config(args, table), _settings(args), prob=args.prob)
     if args.json:
         print(json.dumps({"summary": bt.summary(), "rows": bt.rows.to_dict(orient="records")}, default=_plain))
     else:

@@ -43,12 +43,14 @@ def pointwise_log_likelihood(fit: Fit) -> xr.DataArray:
     a = data.arrays()
     post = fit.posterior.to_dataset()
     k = post["valley_asymmetry"].values[..., None] if "valley_asymmetry" in post else None
+    per_cell_k = post["valley_asymmetry_cell"].values if "valley_asymmetry_cell" in post else None
     floor, width = post["floor"].values, np.exp(post["log_width"].values)
     m, sigma = post["log_lr_opt"].values, np.exp(post["log_noise"].values)
     parts = []
     for part, target in (("obs", "y_obs"), ("cens", "threshold_cens")):
         c = a[f"cell_{part}"]
-        mu = floor[..., c] + width[..., c] * valley_rise(a[f"x_{part}"] - m[..., c], k)
+        kk = per_cell_k[..., c] if per_cell_k is not None else k
+        mu = floor[..., c] + width[..., c] * valley_rise(a[f"x_{part}"] - m[..., c], kk)
         z = (a[target] - mu) / sigma[..., c]
         if part == "obs":
             parts.append(stats.t.logpdf(z, fit.config.nu) - np.log(sigma[..., c]))

@@ -67,10 +67,12 @@ class Fit:
 
 
 def fit_runs(table: RunsTable, config: ModelConfig = ModelConfig(),
-             settings: SamplerSettings = SamplerSettings(), held_out=()) -> Fit:
-    """Sample the posterior for `table` (cells in `held_out` keep their place but no data)."""
+             settings: SamplerSettings = SamplerSettings(), held_out=(), z_scale: dict | None = None) -> Fit:
+    """Sample the posterior for `table` (cells in `held_out` keep their place but no data).
+    `z_scale` overrides the internal standardization's sd per axis (the posterior in natural
+    units does not depend on it)."""
     held_out = tuple(int(c) for c in held_out)
-    data = prepare(table.runs, table.cells, config, held_out=held_out)
+    data = prepare(table.runs, table.cells, config, held_out=held_out, z_scale=z_scale)
     tree = sample(data, config, settings)
     return Fit(
         config=config, table=table, std=data.std, tree=tree, convergence=convergence(tree),

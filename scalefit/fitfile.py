@@ -66,7 +66,7 @@ def save_fit(fit, path) -> None:
         "posterior": fit.tree["posterior"].to_dataset(),
         "sample_stats": _numeric_only(fit.tree["sample_stats"].to_dataset()),
         "observed_data": xr.Dataset({k: (f"{k}_dim", v) for k, v in observed.items()}),
-        "constant_data": xr.Dataset({k: (f"{k}_dim", v) for k, v in arrays.items()}),
+        "constant_data": xr.Dataset({k: ((f"{k}_dim",) if np.ndim(v) else (), v) for k, v in arrays.items()}),
         "runs": _table_to_dataset(fit.table.to_frame()),
     })
     tree.attrs = {

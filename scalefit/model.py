@@ -103,6 +103,7 @@ class ModelData:
             "x_cens": self.x[cens], "threshold_cens": self.threshold[cens], "cell_cens": self.cell[cens],
             "z_n": self.z_n, "z_d": self.z_d, "centring": self.centring,
             **({"z_b": self.z_b} if "B" in self.law_axes else {}),
+            **{f"sd_{a}": np.asarray(self.std.center_scale(a)[1], dtype=float) for a in self.law_axes},
             **{f"walk_index_{a}": v for a, v in (self.walk_index or {}).items()},
             **{f"walk_step_{a}": v for a, v in (self.walk_step or {}).items()},
         }
@@ -384,7 +385,9 @@ def build_model(data: ModelData, config: ModelConfig):
         for name, axis, power in data.terms:
             # Priors are stated per e-fold (power 1) or per e-fold^2 (power 2); a coefficient on
             # z = (ln v - centre) / sd is the natural one times sd^power.
-            sd = data.std.center_scale(axis)[1] ** power
+            # The sd is data (not a constant of the graph), so a refit that swaps in another
+            # table keeps its priors per e-fold.
+            sd = d[f"sd_{axis}"] ** power
             coef = pm.Normal(name, mu=pr[name]["mu"] * sd, sigma=pr[name]["sigma"] * sd)
             pm.Deterministic(f"{name}_natural", coef / sd)
             law = law + coef * z[axis] ** power

@@ -81,3 +81,59 @@ def test_default_pymc_sampler_agrees_with_nutpie(default_table, default_fit):
     a = fit.predict(128e6, 4e8)
     b = default_fit.predict(128e6, 4e8)
     assert abs(np.log(a.lr_median / b.lr_median)) < 0.15
+
+
+def test_interval_widens_with_extrapolation_distance(default_fit):
+    """Fitted on 2M-32M: the 90% interval grows with the distance beyond 32M, and faster than
+    the same posterior's law alone (without the discrepancy walk) lets it grow."""
+    from scalefit.predict import target_draws, walk_context
+
+    def width(n, walk):
+        m = target_draws(default_fit.posterior, default_fit.std, default_fit.config, n, 4e8, seed=0, walk=walk)["m"]
+        lo, hi = np.quantile(m, [0.05, 0.95])
+        return hi - lo
+
+    walk = walk_context(default_fit)
+    assert set(walk) == {"N"}
+    sizes = (16e6, 128e6, 1e9, 8e9)  # inside, then 1.4, 3.4 and 5.5 e-folds beyond
+    with_walk = np.array([width(n, walk) for n in sizes])
+    without = np.array([width(n, None) for n in sizes])
+    assert (np.diff(with_walk) > 0).all()
+    growth_with, growth_without = with_walk[-1] - with_walk[1], without[-1] - without[1]
+    assert growth_with > growth_without + 0.05
+
+
+def test_restandardizing_leaves_the_posterior_unchanged(default_table, default_fit):
+    """Internal z with three times the sd of ln N: the law per e-fold and the target interval
+    are the same (up to Monte Carlo error), because the priors are stated per e-fold."""
+    wide = fit_runs(default_table, ModelConfig(axis="N"), FAST, z_scale={"N": 3 * default_fit.std.log_n_sd})
+    assert wide.std.log_n_sd == pytest.approx(3 * default_fit.std.log_n_sd)
+    for name in ("law_slope_N_natural", "law_curvature_N_natural"):
+        a, b = (f.posterior[name].values.ravel() for f in (default_fit, wide))
+        assert abs(np.median(a) - np.median(b)) < 0.25 * np.std(a) + 0.005, name
+        assert np.std(b) == pytest.approx(np.std(a), rel=0.2), name
+    pa, pb = default_fit.predict(128e6, 4e8), wide.predict(128e6, 4e8)
+    for x, y in ((pa.lr_median, pb.lr_median), (pa.lr_low, pb.lr_low), (pa.lr_high, pb.lr_high)):
+        assert abs(np.log(x / y)) < 0.1
+
+
+def test_batch_size_slope_recovered_on_a_swept_grid():
+    """4 sizes x 3 batch sizes (32k-512k tokens/step), truth +0.5 per e-fold of B: the law's B
+    slope covers it and excludes 0; a prediction says which batch size it is for."""
+    truth = SyntheticTruth(curvature_n=0.0, slope_b=0.5)
+    table = load_runs(make_grid(truth, n_params=(2e6, 4e6, 8e6, 16e6), n_tokens=(4e8,), n_lrs=7, seed=7,
+                                batch_sizes=(32768, 131072, 524288)))
+    fit = fit_runs(table, ModelConfig(axis="N"), FAST)
+    slope = fit.posterior["law_slope_B_natural"].values.ravel()
+    lo, hi = np.quantile(slope, [0.05, 0.95])
+    assert lo < 0.5 < hi and lo > 0.2
+    p = fit.predict(64e6, 4e8, batch_size=131072)
+    assert p.batch_size == 131072
+    true_lr = float(np.exp(truth.log_lr_opt(64e6, 4e8, 131072)))
+    assert p.lr_low < true_lr < p.lr_high
+    larger = fit.predict(64e6, 4e8, batch_size=524288)
+    assert larger.lr_median > p.lr_median * 1.5  # 0.5 per e-fold over 1.4 e-folds: x2 in truth
+    with pytest.raises(ValueError, match="outside the batch sizes the fit saw"):
+        fit.predict(64e6, 4e8, batch_size=4e6)
+    with pytest.raises(ValueError, match="pass --batch-size"):
+        fit.predict(64e6, 4e8)

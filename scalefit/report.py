@@ -82,6 +82,9 @@ def fit_report(fit) -> str:
         if power == 2:
             p = float(np.mean(post[name].values > 0))
             lines.append(f"  P(curvature along {axis} > 0) = {p:.3f}")
+    if fit.tree.attrs.get("retried_after_divergences"):
+        lines.append(f"sampler: {fit.tree.attrs['retried_after_divergences']} divergences at target_accept "
+                     f"{fit.sampler.target_accept}; redrawn at {fit.tree.attrs['target_accept']} (smaller steps)")
     if fit.convergence is not None:
         lines.append("sampler: " + fit.convergence.describe())
         if not fit.convergence.converged:

@@ -107,14 +107,15 @@ def test_centring_follows_each_cells_information_and_scale_priors_follow_config(
     y = np.concatenate([y_sharp, y_flat, [0.0, 0.1, 0.4]])
     cell = np.concatenate([np.zeros(len(x_sharp), int), np.ones(4, int), np.full(3, 2)])
     observed = np.concatenate([np.ones(len(x_sharp) + 4, bool), np.zeros(3, bool)])
-    w = cell_centring(x, y, cell, observed, 3)
+    w, w_width = cell_centring(x, y, cell, observed, 3)
     assert w[0] > 0.95 and w[1] < 0.5 and w[2] == 0.0
+    assert w_width[0] > 0.95 and w_width[1] < 0.5 and w_width[2] == 0.0
 
     cfg = ModelConfig(axis="N", priors={"law_residual_sd": {"alpha": 2.0, "beta": 10.0}})
     data = prepare(default_table.runs, default_table.cells, cfg)
     assert data.centring.shape == (len(default_table.cells),) and ((0 <= data.centring) & (data.centring <= 1)).all()
     model = build_model(data, cfg)
-    assert "log_lr_opt_raw" in {v.name for v in model.free_RVs}
+    assert {"log_lr_opt_raw", "log_width_raw"} <= {v.name for v in model.free_RVs}
     assert model["law_residual_sd"].owner.op.name == "gamma"
     assert build_model(data, ModelConfig(axis="N"))["law_residual_sd"].owner.op.name == "halfnormal"
 

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +43,30 @@ DATASETS = [
 ]
 
 
+SCORES = ("abs_log10_err", "cover50", "cover90", "width90_dec", "interval_score", "lpd")
+OURS = ("cpu_ladder_v1", "cpu_ladder_v1_adamh")  # our own grids; every other dataset is public
+
+
+def print_pooled(rows: pd.DataFrame) -> None:
+    """Pooled scores: every dataset weighted equally, and every held-out cell weighted equally,
+    over all datasets and over the public ones (data nobody here produced)."""
+    from scalefit.calibrate import format_summary, summarize
+
+    per = pd.concat([summarize(g, ("method",)).assign(dataset=d) for d, g in rows.groupby("dataset", sort=False)])
+    public = ~rows["dataset"].isin(OURS)
+    views = [("all datasets, each weighted equally", per),
+             ("public datasets, each weighted equally", per[~per["dataset"].isin(OURS)]),
+             ("public datasets, every held-out cell weighted equally", None)]
+    for title, frame in views:
+        if frame is None:
+            pooled = summarize(rows[public], ("method",))
+        else:
+            pooled = frame.groupby("method", sort=False).agg(
+                datasets=("dataset", "nunique"), n=("n", "sum"), **{c: (c, "mean") for c in SCORES}).reset_index()
+        print(f"\n## pooled: {title}")
+        print(format_summary(pooled))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=1000)
@@ -51,7 +74,18 @@ def main() -> None:
     ap.add_argument("--config", type=Path, help="model config JSON")
     ap.add_argument("--only", action="append", help="dataset name (repeatable)")
     ap.add_argument("--save", type=Path, help="write every scored row here (CSV)")
+    ap.add_argument("--families", help="only these law families (e.g. ND), where a dataset has them")
+    ap.add_argument("--from-csv", type=Path, help="re-print the tables from rows saved by --save (no fitting)")
     args = ap.parse_args()
+    if args.from_csv:
+        from scalefit.calibrate import format_summary, summarize
+
+        rows = pd.read_csv(args.from_csv)
+        for name, g in rows.groupby("dataset", sort=False):
+            print(f"\n## {name}")
+            print(format_summary(summarize(g, ("family", "method"))))
+        print_pooled(rows)
+        return
     from scalefit.sampling import SamplerSettings, use_compile_cache
 
     use_compile_cache()
@@ -75,8 +109,9 @@ def main() -> None:
         for options in option_sets:
             source = prefilter(path) if prefilter else path
             table = load_runs(source, **options)
+            wanted = [f for f in families.split(",") if not args.families or f in args.families.split(",")]
             try:
-                result = calibrate(table, families.split(","), config, settings, progress=sys.stderr.isatty())
+                result = calibrate(table, wanted, config, settings, progress=sys.stderr.isatty())
             except ValueError as err:
                 print(f"skip {name} {options}: {err}")
                 continue
@@ -96,20 +131,11 @@ def main() -> None:
         per_dataset.append(summarize(rows, ("method",)).assign(dataset=name))
     if not per_dataset:
         return
-    table = pd.concat(per_dataset, ignore_index=True)
-    pooled = table.groupby("method", sort=False).agg(
-        datasets=("dataset", "nunique"), n=("n", "sum"),
-        **{c: (c, "mean") for c in ("abs_log10_err", "cover50", "cover90", "width90_dec", "interval_score", "lpd")})
-    print("\n## pooled (each dataset weighted equally)")
-    print(format_summary(pooled.reset_index()))
-    model, boot = pooled.loc["model"], pooled.loc["bootstrap"]
-    print(f"\nmodel vs point: |log10 err| {model['abs_log10_err']:.3f} vs {pooled.loc['point', 'abs_log10_err']:.3f}; "
-          f"90% coverage {model['cover90']:.0%}; interval score {model['interval_score']:.3f} vs bootstrap "
-          f"{boot['interval_score']:.3f} ({1 - model['interval_score'] / boot['interval_score']:+.0%} lower)")
+    rows = pd.concat(all_rows, ignore_index=True)
+    print_pooled(rows)
     if args.save:
-        pd.concat(all_rows, ignore_index=True).to_csv(args.save, index=False)
+        rows.to_csv(args.save, index=False)
         print(f"rows saved to {args.save}")
-    np.seterr(all="ignore")
 
 
 if __name__ == "__main__":

@@ -53,9 +53,8 @@ RUNS = ROOT / "data" / "cpu_ladder_v1" / "runs.csv"
 def per_efold(fit, axis: str) -> dict:
     """Posterior slope and curvature of ln lr* per e-fold of the axis at the slice's centre."""
     post = fit.posterior.to_dataset()
-    scale = fit.std.log_n_sd if axis == "N" else fit.std.log_d_sd  # z = (ln N - mean) / sd
-    slope = post[f"law_slope_{axis}"].values.ravel() / scale
-    curv = post[f"law_curvature_{axis}"].values.ravel() / scale**2
+    slope = post[f"law_slope_{axis}_natural"].values.ravel()  # the model keeps them per e-fold
+    curv = post[f"law_curvature_{axis}_natural"].values.ravel()
     q = lambda v: np.quantile(v, [0.05, 0.5, 0.95])  # noqa: E731
     return {"slope": q(slope), "curvature": q(curv), "p_curvature_positive": float((curv > 0).mean()),
             "tau": q(post["law_residual_sd"].values.ravel()), "converged": fit.convergence.converged}
@@ -86,9 +85,22 @@ for name, where, axis, kind in list(slices())[:1 if FAST else None]:
                  "slope": r["slope"][1], "slope 90%": f"[{r['slope'][0]:+.3f}, {r['slope'][2]:+.3f}]",
                  "curvature": r["curvature"][1],
                  "curvature 90%": f"[{r['curvature'][0]:+.3f}, {r['curvature'][2]:+.3f}]",
-                 "P(curv>0)": r["p_curvature_positive"], "tau": r["tau"][1], "converged": r["converged"]})
+                 "P(curv>0)": r["p_curvature_positive"], "tau": r["tau"][1], "converged": r["converged"],
+                 "curv_lo": r["curvature"][0], "curv_hi": r["curvature"][2]})
 result = pd.DataFrame(rows)
-print(result.to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+print(result.drop(columns=["curv_lo", "curv_hi"]).to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+
+# %%
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(result)))
+y = np.arange(len(result))
+ax.errorbar(result["curvature"], y, xerr=[result["curvature"] - result["curv_lo"], result["curv_hi"] - result["curvature"]],
+            fmt="o", capsize=3)
+ax.axvline(0.0, color="grey", lw=0.8)
+ax.set_yticks(y, [f"{s} ({k})" for s, k in zip(result["slice"], result["lr_kind"])])
+ax.set_xlabel("curvature of ln lr* per e-fold^2 (posterior median, 90% ETI)")
+fig.tight_layout()
 
 # %% [markdown]
 # Read P(curv > 0) beside `converged`: 5-cell hierarchies with 3 budgets or 5 sizes are thin,

@@ -79,6 +79,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
 
 
+def _add_sampling_options(p: argparse.ArgumentParser, draws: int, tune: int) -> None:
+    """Sampler flags of the commands that fit many models (compare, calibrate), plus --json."""
+    p.add_argument("--draws", type=int, default=draws)
+    p.add_argument("--tune", type=int, default=tune)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+
 def _fraction_or_none(text: str):
     if text.strip().lower() == "none":
         return None
@@ -292,13 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-tokens", type=count, required=True)
     p.add_argument("--variants", nargs="*", metavar="KIND/AXIS", help="e.g. nominal/N effective/N (default: all)")
     p.add_argument("--prob", type=float, default=0.9)
-    p.add_argument("--draws", type=int, default=2000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    _add_sampling_options(p, draws=2000, tune=1000)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("calibrate", help="rolling leave-largest-out backtests on your grid: error, coverage, "
@@ -306,13 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table_options(p)
     p.add_argument("--families", default="N,D,ND", help="comma-separated law families to backtest (N, D, ND)")
     p.add_argument("--config", type=Path, help="model config JSON (the family sets the axis)")
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=500)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    _add_sampling_options(p, draws=1000, tune=500)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("synth", help="write a SYNTHETIC grid with a known curved law")

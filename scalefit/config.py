@@ -41,6 +41,8 @@ def default_priors() -> dict[str, dict[str, float]]:
         "law_curvature_N": {"mu": 0.0, "sigma": 0.05},
         "law_curvature_D": {"mu": 0.0, "sigma": 0.05},
         "law_curvature_B": {"mu": 0.0, "sigma": 0.1},
+        # Per e-fold of N per e-fold of D (joint law): how the N slope changes with D.
+        "law_interaction_ND": {"mu": 0.0, "sigma": 0.05},
         # HalfNormal: cell-to-cell scatter of the optimum around the law (nats of LR).
         "law_residual_sd": {"sigma": 0.3},
         # HalfNormal: the law's form error, a Brownian motion in e-folds along each law axis
@@ -97,6 +99,8 @@ class ModelConfig:
     batch_in_law: bool = True
     # One LINEX asymmetry shared by every cell, or one per cell, partially pooled.
     asymmetry: str = "shared"
+    # The joint quadratic law's u_N u_D term (the N slope changing with D).
+    interaction: bool = False
     priors: dict = field(default_factory=default_priors)
 
     def __post_init__(self):

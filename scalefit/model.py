@@ -335,13 +335,24 @@ def valley_rise(d, asymmetry=None, xp=np):
 
 
 def law_terms(config: ModelConfig, law_axes=None) -> list[tuple[str, str, int]]:
-    """(variable name, axis, power) for each law coefficient beyond the intercept."""
+    """(variable name, axis, power) for each law coefficient beyond the intercept; axis "NxD"
+    is the joint law's interaction u_N u_D (the N slope changing with D)."""
     terms = []
-    for axis in law_axes or config.axes:
+    axes = law_axes or config.axes
+    for axis in axes:
         terms.append((f"law_slope_{axis}", axis, 1))
         if config.law == "quadratic":
             terms.append((f"law_curvature_{axis}", axis, 2))
+    if config.law == "quadratic" and config.interaction and {"N", "D"} <= set(axes):
+        terms.append(("law_interaction_ND", "NxD", 1))
     return terms
+
+
+def term_value(values: dict, axis: str, power: int):
+    """A law term's covariate (z or sd) from per-axis values: v_a^power, or v_N v_D for "NxD"."""
+    if axis == "NxD":
+        return values["N"] * values["D"]
+    return values[axis] ** power
 
 
 def fit_law_axes(config: ModelConfig, std: Standardization) -> tuple[str, ...]:
@@ -384,10 +395,10 @@ def build_model(data: ModelData, config: ModelConfig):
             # z = (ln v - centre) / sd is the natural one times sd^power.
             # The sd is data (not a constant of the graph), so a refit that swaps in another
             # table keeps its priors per e-fold.
-            sd = d[f"sd_{axis}"] ** power
+            sd = term_value({a: d.get(f"sd_{a}") for a in ("N", "D", "B")}, axis, power)
             coef = pm.Normal(name, mu=pr[name]["mu"] * sd, sigma=pr[name]["sigma"] * sd)
             pm.Deterministic(f"{name}_natural", coef / sd)
-            law = law + coef * z[axis] ** power
+            law = law + coef * term_value(z, axis, power)
         for axis, step in (data.walk_step or {}).items():
             # The law's form error: a Brownian motion in e-folds along the axis, pinned at the
             # smallest value; beyond the data it keeps diffusing, so the interval widens with

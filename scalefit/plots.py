@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalefit.model import AXIS_COLUMNS, law_terms, lr_column, run_weights, valley_rise
+from scalefit.model import AXIS_COLUMNS, law_terms, lr_column, run_weights, term_value, valley_rise
 
 INSTALL_HINT = "pip install 'scalefit-lr[dev]'"
 AXIS_LABELS = {"N": "N (non-embedding parameters)", "D": "D (training tokens)"}
@@ -187,7 +187,7 @@ def law_fan(fit, n_params, n_tokens, prob: float = 0.9, seed: int = 0, batch_siz
             z["B"] = float(std.z("B", batch_size))
         mean = coef["law_intercept"].copy()
         for name, axis, power in terms:
-            mean = mean + coef[name] * z[axis] ** power
+            mean = mean + coef[name] * term_value(z, axis, power)
         # One seed for every point: the fan is then a smooth function of the covariate.
         m = fit_target_draws(fit, n, d, seed=seed, batch_size=batch_size)["m"]
         lo, med, hi = np.quantile(m, [q, 0.5, 1 - q])

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from scalefit.model import fit_law_axes, law_terms, valley_rise
+from scalefit.model import fit_law_axes, law_terms, term_value, valley_rise
 
 DEFAULT_PROBS = (0.5, 0.9, 0.95)
 INTERVAL_KIND = "ETI"
@@ -63,12 +63,13 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
         z["B"] = std.z("B", batch_size)
     law = post["law_intercept"].copy()
     for name, axis, power in law_terms(config, axes):
-        law += post[name] * float(z[axis]) ** power
+        law += post[name] * float(term_value(z, axis, power))
     target_log = {"N": np.log(n_params), "D": np.log(n_tokens)}
+    walk_rng = np.random.default_rng([seed, 1])  # its own stream: the other draws do not move with it
     for axis, (positions, fitted) in (walk or {}).items():
         values = _vector(posterior, f"law_walk_{axis}")  # (draws, positions)
         law += _continue_walk(values[:, fitted], positions[fitted], post[f"law_discrepancy_{axis}"],
-                              target_log[axis], rng)
+                              target_log[axis], walk_rng)
     m = law + post["law_residual_sd"] * rng.standard_normal(n)
     log_width = post["log_width_mean"] + post["log_width_sd"] * rng.standard_normal(n)
     asymmetry = post["valley_asymmetry"] if config.valley == "asymmetric" else None

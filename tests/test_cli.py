@@ -27,6 +27,7 @@ def test_synth_check_fit_predict(tmp_path, capsys):
                  "-o", str(fit)]) == 0
     out = capsys.readouterr().out
     assert "P(curvature along N > 0)" in out and "r_hat" in out
+    assert "law_slope_N            Normal(-0.4, 0.4)" in out and "per e-fold" in out  # priors, stated
     assert main(["predict", str(fit), "--n-params", "128M", "--n-tokens", "4e8", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("lr_median", "lr_low", "lr_high", "prob", "interval_kind", "lr_decision", "baseline_lr",
@@ -37,6 +38,15 @@ def test_synth_check_fit_predict(tmp_path, capsys):
     assert result["lr_low"] < truth < result["lr_high"]
     assert main(["predict", str(fit), "--n-params", "128M", "--n-tokens", "4e8"]) == 0
     assert "90% ETI" in capsys.readouterr().out
+    # bad input: a batch size on a table that has one; a prior in the old z units
+    assert main(["predict", str(fit), "--n-params", "128M", "--n-tokens", "4e8", "--batch-size", "1M"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "one batch size (6.554e+04 tokens/step)" in err and "--batch-size" in err
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"axis": "N", "priors": {"law_curvature": {"mu": 0.0, "sigma": 0.5}}}))
+    assert main(["fit", str(runs), "--config", str(old), "-o", str(tmp_path / "x.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "'law_curvature' is in the old standardized z units" in err and "law_curvature_N" in err
 
 
 def test_check_reports_bad_rows(tmp_path, capsys):

@@ -143,7 +143,9 @@ def test_compare_finds_curvature_in_nominal_but_not_in_effective():
     true_target = float(np.exp(truth.log_lr_opt(128e6, 4e8)))
     for name in rows.index:
         assert rows.loc[name, "lr_low"] < true_target < rows.loc[name, "lr_high"], name
-    assert rows.loc["nominal/N", "p_curvature_positive"] > 0.85
+    # 0.85 before the law's discrepancy walk, which shares the bend with the curvature term
+    assert rows.loc["nominal/N", "p_curvature_positive"] > 0.75
+    assert rows.loc["nominal/N", "p_curvature_positive"] > rows.loc["effective/N", "p_curvature_positive"] + 0.1
     assert 0.05 < rows.loc["effective/N", "p_curvature_positive"] < 0.95
     # straight in effective space: narrower honest interval, and a log-linear fit there works
     width = np.log(rows["lr_high"] / rows["lr_low"])

@@ -35,7 +35,8 @@ def test_curved_truth_held_out_optimum_inside_interval_and_curvature_found():
         assert row["baseline_lr"] < true_lr
     full = fit_runs(table, ModelConfig(axis="N"), FAST)
     p = full.predict(128e6, 4e8)
-    assert p.p_curvature_positive > 0.95
+    # 0.95 before the discrepancy walk, which can take part of a bend the quadratic term took alone
+    assert p.p_curvature_positive > 0.9
     assert p.lr_low < np.exp(truth.log_lr_opt(128e6, 4e8)) < p.lr_high
 
 
@@ -84,23 +85,24 @@ def test_default_pymc_sampler_agrees_with_nutpie(default_table, default_fit):
 
 
 def test_interval_widens_with_extrapolation_distance(default_fit):
-    """Fitted on 2M-32M: the 90% interval grows with the distance beyond 32M, and faster than
-    the same posterior's law alone (without the discrepancy walk) lets it grow."""
+    """Fitted on 2M-32M: the 90% interval grows with the distance beyond 32M, and so does the
+    law's discrepancy term on its own (the same draws with and without it differ by exactly it)."""
     from scalefit.predict import target_draws, walk_context
 
-    def width(n, walk):
-        m = target_draws(default_fit.posterior, default_fit.std, default_fit.config, n, 4e8, seed=0, walk=walk)["m"]
-        lo, hi = np.quantile(m, [0.05, 0.95])
-        return hi - lo
+    def draws(n, walk):
+        return target_draws(default_fit.posterior, default_fit.std, default_fit.config, n, 4e8, seed=0, walk=walk)["m"]
 
     walk = walk_context(default_fit)
     assert set(walk) == {"N"}
     sizes = (16e6, 128e6, 1e9, 8e9)  # inside, then 1.4, 3.4 and 5.5 e-folds beyond
-    with_walk = np.array([width(n, walk) for n in sizes])
-    without = np.array([width(n, None) for n in sizes])
-    assert (np.diff(with_walk) > 0).all()
-    growth_with, growth_without = with_walk[-1] - with_walk[1], without[-1] - without[1]
-    assert growth_with > growth_without + 0.05
+    widths = [np.subtract(*np.quantile(draws(n, walk), [0.95, 0.05])) for n in sizes]
+    assert (np.diff(widths) > 0).all()
+    term_sd = np.array([np.std(draws(n, walk) - draws(n, None)) for n in sizes[1:]])
+    assert (np.diff(term_sd) > 0).all()
+    kappa = np.median(default_fit.posterior["law_discrepancy_N"].values)
+    # beyond the data the term diffuses: its variance grows by about kappa^2 per e-fold
+    growth = (term_sd[-1] ** 2 - term_sd[0] ** 2) / (np.log(8e9) - np.log(128e6))
+    assert 0.3 * kappa**2 < growth < 3 * np.mean(default_fit.posterior["law_discrepancy_N"].values ** 2)
 
 
 def test_restandardizing_leaves_the_posterior_unchanged(default_table, default_fit):

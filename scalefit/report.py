@@ -84,7 +84,8 @@ def fit_report(fit) -> str:
             lines.append(f"  P(curvature along {axis} > 0) = {p:.3f}")
     if fit.tree.attrs.get("retried_after_divergences"):
         lines.append(f"sampler: {fit.tree.attrs['retried_after_divergences']} divergences at target_accept "
-                     f"{fit.sampler.target_accept}; redrawn at {fit.tree.attrs['target_accept']} (smaller steps)")
+                     f"{fit.sampler.target_accept}; redrawn at {fit.tree.attrs['target_accept']} (smaller steps"
+                     + (", every optimum non-centred)" if fit.tree.attrs.get("optima_noncentred") else ")"))
     if fit.convergence is not None:
         lines.append("sampler: " + fit.convergence.describe())
         if not fit.convergence.converged:

@@ -44,13 +44,20 @@ def plan_table(spec, out=None):
     return pd.DataFrame(rows)
 
 
-def cmd_grid_plan(args) -> int:
+def _load_spec(args, command: str):
+    """The grid spec, or None after a one-line error naming the command (the caller exits 2)."""
     from scalefit.train.spec import SpecError, load_spec
 
     try:
-        spec = load_spec(args.grid)
+        return load_spec(args.grid)
     except SpecError as e:
-        print(f"scalefit grid plan: {e}", file=sys.stderr)
+        print(f"scalefit grid {command}: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_grid_plan(args) -> int:
+    spec = _load_spec(args, "plan")
+    if spec is None:
         return 2
     df = plan_table(spec, args.out)
     with_pd = df.copy()
@@ -71,12 +78,9 @@ def cmd_grid_status(args) -> int:
     from pathlib import Path
 
     from scalefit.grid_status import status_markdown
-    from scalefit.train.spec import SpecError, load_spec
 
-    try:
-        spec = load_spec(args.grid)
-    except SpecError as e:
-        print(f"scalefit grid status: {e}", file=sys.stderr)
+    spec = _load_spec(args, "status")
+    if spec is None:
         return 2
     if not (Path(args.out) / "cells").is_dir():
         print(f"scalefit grid status: {args.out}: no cells/ directory (nothing collected there yet)", file=sys.stderr)

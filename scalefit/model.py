@@ -264,9 +264,15 @@ def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_o
 def walk_positions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each cell's index among the distinct ln values of one axis, and sqrt of the e-fold gaps
     between consecutive distinct values (the Brownian motion's increment sds per unit kappa)."""
-    log_v = np.round(np.log(values), 9)
-    distinct = np.unique(log_v)
+    log_v, distinct = distinct_logs(values)
     return np.searchsorted(distinct, log_v).astype(int), np.sqrt(np.diff(distinct))
+
+
+def distinct_logs(values) -> tuple[np.ndarray, np.ndarray]:
+    """ln of each value (rounded so equal sizes compare equal) and the sorted distinct ones:
+    the positions of the discrepancy walk."""
+    log_v = np.round(np.log(np.asarray(values, dtype=float)), 9)
+    return log_v, np.unique(log_v)
 
 
 # The cell-to-cell scatters the centring rule compares a cell's own precision with: of the
@@ -358,11 +364,6 @@ def term_value(values: dict, axis: str, power: int):
 def fit_law_axes(config: ModelConfig, std: Standardization) -> tuple[str, ...]:
     """The law's covariates of a fitted model (batch size joins when the fitted cells vary in it)."""
     return config.axes + (("B",) if config.batch_in_law and std.log_b_sd > 0 else ())
-
-
-def natural_prior(config: ModelConfig, name: str) -> dict:
-    """The stated (natural-unit) prior of a law coefficient variable."""
-    return config.priors[name]
 
 
 def _scale_prior(pm, name: str, prior: dict):

@@ -102,18 +102,16 @@ def _continue_walk(values: np.ndarray, positions: np.ndarray, kappa: np.ndarray,
 
 def walk_context(fit) -> dict:
     """Per axis with a discrepancy walk: (distinct ln values of all cells, which carried data)."""
-    from scalefit.model import AXIS_COLUMNS
+    from scalefit.model import AXIS_COLUMNS, distinct_logs
 
     post = fit.posterior.to_dataset() if hasattr(fit.posterior, "to_dataset") else fit.posterior
     out = {}
-    fitted = set(fit.fitted_cells().tolist())
     for axis in fit.config.axes:
         if f"law_walk_{axis}" not in post:
             continue
         col = fit.table.cells[AXIS_COLUMNS[axis]]
-        log_v = np.round(np.log(col.to_numpy(dtype=float)), 9)
-        positions = np.unique(log_v)
-        used = np.unique(log_v[[i for i, c in enumerate(col.index) if c in fitted]])
+        log_v, positions = distinct_logs(col)
+        used = log_v[col.index.isin(fit.fitted_cells())]
         out[axis] = (positions, np.isin(positions, used))
     return out
 

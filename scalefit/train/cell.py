@@ -103,6 +103,9 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
     lr_at = functools.partial(lr_multiplier, total=steps, kind=sched["kind"], warmup=sched["warmup"],
                               min_ratio=sched["min_ratio"], decay=sched["decay"])
     bf16 = cfg["precision"] == "bf16"
+    if device.type == "cuda" and not bf16:  # fp32 means fp32 on a GPU too (as on a CPU): no TF32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
                                  enabled=bf16) if bf16 else contextlib.nullcontext
     probe = WeightProbe(raw, every=run["probe_every"], dense_until=run["probe_dense_until"])

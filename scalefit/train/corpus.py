@@ -16,8 +16,10 @@ position of a run is its step: a resumed run sees exactly the batches it would h
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import os
+import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +73,34 @@ def _split(stream: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
     return stream[:-n_val], stream[-n_val:]
 
 
+STDLIB_ENV = "SCALEFIT_STDLIB_CORPUS"  # a dumped stdlib stream to use instead of this Python's
+
+
+def stdlib_bytes(root: str | None = None) -> bytes:
+    """The stdlib stream of the running Python (or of the stdlib directory ``root``)."""
+    return b"".join(p.read_bytes() + b"\0" for p in stdlib_files(root))
+
+
+def read_stream_file(path: str | os.PathLike) -> bytes:
+    """Bytes of a dumped stream: gzip (by magic number) or raw."""
+    raw = Path(path).read_bytes()
+    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+
+
+def dump_stdlib(path: str | os.PathLike) -> str:
+    """Write this Python's stdlib stream to ``path`` (gzip if it ends in .gz); returns its sha256."""
+    buf = stdlib_bytes()
+    data = gzip.compress(buf, compresslevel=6, mtime=0) if str(path).endswith(".gz") else buf
+    Path(path).write_bytes(data)
+    return hashlib.sha256(buf).hexdigest()
+
+
 @functools.lru_cache(maxsize=4)
 def _stdlib_stream() -> tuple[np.ndarray, str]:
-    buf = b"".join(p.read_bytes() + b"\0" for p in stdlib_files())
+    src = os.environ.get(STDLIB_ENV)
+    buf = read_stream_file(src) if src else stdlib_bytes()
+    if not buf:
+        raise ValueError(f"{STDLIB_ENV}={src!r}: empty corpus")
     return np.frombuffer(buf, dtype=np.uint8), hashlib.sha256(buf).hexdigest()
 
 
@@ -125,3 +152,10 @@ def load_corpus(data: dict) -> Corpus:
     """Corpus for a cell's ``config['data']`` (cached per process)."""
     return _load(data["kind"], data.get("path"), data.get("val_path"), data.get("vocab_size"),
                  float(data.get("val_fraction", 0.01)))
+
+
+if __name__ == "__main__":  # python -m scalefit.train.corpus dump PATH
+    if len(sys.argv) != 3 or sys.argv[1] != "dump":
+        print("usage: python -m scalefit.train.corpus dump PATH[.gz]", file=sys.stderr)
+        raise SystemExit(2)
+    print(dump_stdlib(sys.argv[2]))

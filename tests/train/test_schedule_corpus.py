@@ -65,3 +65,25 @@ def test_token_and_text_files(tmp_path):
     (tmp_path / "a.txt").write_text("hello world " * 200)
     t = load_corpus({"kind": "text", "path": str(tmp_path / "a.txt"), "val_fraction": 0.1})
     assert t.vocab_size == 256 and len(t.val) == 240 and bytes(t.train[:5]) == b"hello"
+
+
+def test_stdlib_corpus_from_a_dumped_file(tmp_path, monkeypatch):
+    """SCALEFIT_STDLIB_CORPUS: a stream dumped here is read back byte for byte (gzip or raw), with
+    the same hash and split as this Python's own stdlib; another file gives another hash."""
+    from scalefit.train import corpus as C
+
+    own, own_sha = C._stdlib_stream.__wrapped__()
+    gz = tmp_path / "stdlib.bin.gz"
+    assert C.dump_stdlib(gz) == own_sha
+    assert gz.stat().st_size < len(own) / 2  # compressed
+    raw = tmp_path / "stdlib.bin"
+    raw.write_bytes(C.read_stream_file(gz))
+    for path in (gz, raw):
+        monkeypatch.setenv(C.STDLIB_ENV, str(path))
+        stream, sha = C._stdlib_stream.__wrapped__()
+        assert sha == own_sha and np.array_equal(stream, own)
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"print('hello')\0" * 1000)
+    monkeypatch.setenv(C.STDLIB_ENV, str(other))
+    stream, sha = C._stdlib_stream.__wrapped__()
+    assert len(stream) == 15000 and sha != own_sha

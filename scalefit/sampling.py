@@ -57,13 +57,14 @@ class SamplerSettings:
 
 
 def _compiled(data: ModelData, config: ModelConfig):
-    """nutpie-compiled model for this structure; later calls only swap the data."""
-    import nutpie
+    """nutpie-compiled model for this structure; later calls only swap the data. The compiled
+    code is cached on disk too (`scalefit.compiled_model`), so a new process loads it."""
+    from scalefit.compiled_model import compile_cached
 
     key = (config.hash, data.structure())
     compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = nutpie.compile_pymc_model(build_model(data, config), initial_points=initial_values(data))
+        compiled = compile_cached(build_model(data, config), initial_points=initial_values(data))
         _COMPILED[key] = compiled
         return compiled
     return compiled.with_data(**data.arrays())

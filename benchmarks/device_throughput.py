@@ -8,7 +8,7 @@ Each worker is a separate process (as `runners/collect.py` workers sharing --out
 TF32 off) on one cell of `--steps` steps, 1 torch thread. Workers start together; the figure is
 sum(steps) / mean(train_s) (train_s: the training loop's own clock, CUDA init and the final eval
 excluded), i.e. steps/s of the whole machine in that mode, plus tokens/s and FLOP/s.
-Used to choose where to collect cpu_ladder_v2 (data/cpu_ladder_v2/DATA_CARD.md).
+Used to choose where to collect cpu_ladder_v2_h100 (data/cpu_ladder_v2_h100/DATA_CARD.md).
 """
 from __future__ import annotations
 

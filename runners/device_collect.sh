@@ -7,7 +7,7 @@
 #
 # cpu: K processes, 1 thread each, CUDA hidden (--cpu). cuda: K processes sharing the one visible
 # GPU (each a plain single process, so each uses cuda:0; no `accelerate launch`, whose ranks
-# would ask for cuda:<rank>). Used for data/cpu_ladder_v2 (its DATA_CARD.md).
+# would ask for cuda:<rank>). Used for data/cpu_ladder_v2_h100 (its DATA_CARD.md).
 set -u
 GRID=$1 OUT=$2 SECS=$3 MODE=$4 K=$5 LOGDIR=$6
 PY=${PYTHON:-python3}

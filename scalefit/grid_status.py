@@ -41,14 +41,21 @@ def vertex(lr: np.ndarray, loss: np.ndarray) -> float:
     return float(np.exp(-b / (2 * a))) if a > 0 else float(np.exp(x[i]))
 
 
+def _with_wd(runs: pd.DataFrame) -> pd.DataFrame:
+    """A weight_decay column (0 where absent or NaN), so sweeps at two weight decays stay apart."""
+    wd = runs["weight_decay"] if "weight_decay" in runs else pd.Series(0.0, index=runs.index)
+    return runs.assign(weight_decay=pd.to_numeric(wd, errors="coerce").fillna(0.0))
+
+
 def sweeps(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (optimizer, size, D, seed) sweep of ``ok`` runs: best and vertex LR, bracketing."""
-    ok = runs[runs["status"] == "ok"]
+    """One row per (optimizer, size, D, seed, weight decay) sweep of ``ok`` runs: best and vertex
+    LR, bracketing."""
+    ok = _with_wd(runs[runs["status"] == "ok"])
     rows = []
-    for (opt, size, d, seed), g in ok.groupby(["optimizer", "size", "n_tokens", "seed"]):
+    for (opt, size, d, seed, wd), g in ok.groupby(["optimizer", "size", "n_tokens", "seed", "weight_decay"]):
         best = g.loc[g["final_loss"].idxmin()]
         rows.append({"optimizer": opt, "size": size, "n_params": int(best["n_params"]), "n_tokens": int(d),
-                     "seed": int(seed), "n_lrs": len(g), "best_lr": best["lr"],
+                     "seed": int(seed), "weight_decay": float(wd), "n_lrs": len(g), "best_lr": best["lr"],
                      "vertex_lr": vertex(g["lr"].to_numpy(), g["final_loss"].to_numpy()),
                      "best_loss": best["final_loss"], "eff_lr_at_best": best.get("eff_lr", np.nan),
                      "bracketed": bool(g["lr"].min() < best["lr"] < g["lr"].max())})
@@ -56,17 +63,19 @@ def sweeps(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_noise(runs: pd.DataFrame, optimizer: str = "adamw") -> dict:
-    """Where >= 3 seeds share (size, D, lr): loss sd per LR, and the spread of the located optimum."""
-    ok = runs[(runs["status"] == "ok") & (runs["optimizer"] == optimizer)]
+    """Where >= 3 seeds share (size, D, weight decay, lr): loss sd per LR, and the spread of the
+    located optimum. Keys ``size@D``, plus `` wd=<wd>`` when the runs hold several weight decays."""
+    ok = _with_wd(runs[(runs["status"] == "ok") & (runs["optimizer"] == optimizer)])
+    several = ok["weight_decay"].nunique() > 1
     out = {}
-    for (size, d), g in ok.groupby(["size", "n_tokens"]):
+    for (size, d, wd), g in ok.groupby(["size", "n_tokens", "weight_decay"]):
         if g["seed"].nunique() < 3:
             continue
         shared = g.groupby("lr").filter(lambda h: h["seed"].nunique() >= 3)
         per_lr = shared.groupby("lr")["final_loss"].agg(["mean", "std"])
         opt = [vertex(h["lr"].to_numpy(), h["final_loss"].to_numpy()) for _, h in shared.groupby("seed")]
         argmins = [h.loc[h["final_loss"].idxmin(), "lr"] for _, h in shared.groupby("seed")]
-        out[f"{size}@{d:.0e}"] = {
+        out[f"{size}@{d:.0e}" + (f" wd={wd:g}" if several else "")] = {
             "lrs": len(per_lr), "seeds": int(shared["seed"].nunique()),
             "loss_sd_median": float(per_lr["std"].median()), "loss_sd_max": float(per_lr["std"].max()),
             "loss_sd_by_lr": {f"{k:.4g}": round(float(v), 4) for k, v in per_lr["std"].items()},
@@ -189,11 +198,13 @@ def status_markdown(spec: GridSpec, out: str | Path) -> str:
                                                           f"lr={r.lr:.4g}: {r.status}" for r in bad.itertuples())
                                                  or "none.")]
     ok = cells[cells["status"] == "ok"]
-    noise = ok.groupby(["optimizer", "size", "n_tokens", "lr"])["final_loss"].agg(["count", "mean", "std"])
+    noise = (_with_wd(ok).groupby(["optimizer", "size", "n_tokens", "weight_decay", "lr"])["final_loss"]
+             .agg(["count", "mean", "std"]))
     noise = noise[noise["count"] >= 2]
     if len(noise):
-        lines += ["", "Seed noise (validation loss over seeds at the same LR):", "",
-                  "| optimizer | size | D | lr | seeds | mean | sd |", "|---|---|---|---|---|---|---|"]
-        for (opt, size, d, lr), r in noise.iterrows():
-            lines.append(f"| {opt} | {size} | {d:.3g} | {lr:.4g} | {int(r['count'])} | {r['mean']:.4f} | {r['std']:.4f} |")
+        lines += ["", "Seed noise (validation loss over seeds at the same LR and weight decay):", "",
+                  "| optimizer | size | D | wd | lr | seeds | mean | sd |", "|---|---|---|---|---|---|---|---|"]
+        for (opt, size, d, wd, lr), r in noise.iterrows():
+            lines.append(f"| {opt} | {size} | {d:.3g} | {wd:g} | {lr:.4g} | {int(r['count'])} | {r['mean']:.4f} "
+                         f"| {r['std']:.4f} |")
     return "\n".join(lines)

@@ -86,6 +86,9 @@ def fit_report(fit) -> str:
         lines.append(f"sampler: {fit.tree.attrs['retried_after_divergences']} divergences at target_accept "
                      f"{fit.sampler.target_accept}; redrawn at {fit.tree.attrs['target_accept']} (smaller steps"
                      + (", every optimum non-centred)" if fit.tree.attrs.get("optima_noncentred") else ")"))
+    if "sampling_s" in fit.tree.attrs:
+        lines.append(f"sampler: compile (or load from cache) {fit.tree.attrs['compile_s']:.1f} s, sampling "
+                     f"{fit.tree.attrs['sampling_s']:.1f} s over {fit.tree.attrs['attempts']} attempt(s)")
     if fit.convergence is not None:
         lines.append("sampler: " + fit.convergence.describe())
         if not fit.convergence.converged:

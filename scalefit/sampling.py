@@ -7,7 +7,10 @@ sub-second); the default PyMC sampler is kept working for users without nutpie.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +67,32 @@ def _compiled(data: ModelData, config: ModelConfig):
     key = (config.hash, data.structure())
     compiled = _COMPILED.get(key)
     if compiled is None:
-        compiled = compile_cached(build_model(data, config), initial_points=initial_values(data))
+        compiled = compile_cached(build_model(data, config), initial_points=initial_values(data),
+                                  structure_key=structure_key(data, config))
         _COMPILED[key] = compiled
         return compiled
     return compiled.with_data(**data.arrays())
+
+
+def structure_key(data: ModelData, config: ModelConfig) -> str:
+    """Everything the model's graph depends on: the config, the data's structure and dtypes, the
+    code that builds and compiles it, and the library versions. Keys the compiled-model cache."""
+    import numba
+    import nutpie
+    import pymc
+    import pytensor
+
+    import scalefit.compiled_model
+    import scalefit.model
+
+    parts = {
+        "config": config.to_json(), "structure": repr(data.structure()),
+        "arrays": {k: [np.asarray(v).dtype.str, np.ndim(v)] for k, v in data.arrays().items()},
+        "versions": [pymc.__version__, pytensor.__version__, nutpie.__version__, numba.__version__, np.__version__],
+        "code": [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()
+                 for m in (scalefit.model, scalefit.compiled_model)],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = SamplerSettings()):
@@ -76,7 +101,8 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
     After any divergence (and with `settings.retry_target_accept` set) the draws are redone:
     first at that target acceptance, then, if they still diverge, with every cell's optimum
     non-centred as well (the geometry changes, the posterior does not). The tree's attrs say
-    which attempt the draws come from.
+    which attempt the draws come from, and how the time split between compiling (or loading
+    the compiled model) and sampling.
     """
     attempts = [(settings.target_accept, data)]
     retry = settings.retry_target_accept
@@ -85,25 +111,33 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
         # 6,000 draws at 0.99); fully non-centred they did not.
         attempts += [(retry, data), (retry, dataclasses.replace(data, centring=np.zeros_like(data.centring)))]
     first_divergences = None
+    compile_s = sampling_s = 0.0
     for i, (target, d) in enumerate(attempts):
-        tree = _draw(d, config, settings, target)
+        t0 = time.perf_counter()
+        model = _compiled(d, config) if settings.sampler == "nutpie" else None
+        t1 = time.perf_counter()
+        tree = _draw(d, config, settings, target, model)
+        compile_s, sampling_s = compile_s + t1 - t0, sampling_s + time.perf_counter() - t1
         n_div = int(np.sum(tree["sample_stats"].to_dataset()["diverging"].values))
         first_divergences = n_div if first_divergences is None else first_divergences
         if n_div == 0:
             break
     tree.attrs["target_accept"] = target
+    tree.attrs["attempts"] = i + 1
+    tree.attrs["compile_s"] = round(compile_s, 3)  # includes data swaps
+    tree.attrs["sampling_s"] = round(sampling_s, 3)  # every attempt's draws
     if i:
         tree.attrs["retried_after_divergences"] = first_divergences
         tree.attrs["optima_noncentred"] = int(i == 2)
     return tree
 
 
-def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, target_accept: float):
+def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, target_accept: float, compiled=None):
     if settings.sampler == "nutpie":
         import nutpie
 
         return nutpie.sample(
-            _compiled(data, config), draws=settings.draws, tune=settings.tune,
+            compiled if compiled is not None else _compiled(data, config), draws=settings.draws, tune=settings.tune,
             chains=settings.chains, cores=min(settings.chains, os.cpu_count() or 1),
             seed=settings.seed, progress_bar=settings.progress, save_warmup=False, target_accept=target_accept,
         )

@@ -16,10 +16,10 @@ from sf_testing import REPO
 # a 0-d scalar, an integer index), so the callbacks' pointer record is exercised fully.
 TINY_MODEL = """
 import numpy as np, pymc as pm
-def tiny(x, y, cell, sd):
+def tiny(x, y, cell, sd, n_cells=3):
     with pm.Model() as m:
         dx = pm.Data("x", x); dy = pm.Data("y", y); dc = pm.Data("cell", cell); dsd = pm.Data("sd", sd)
-        mu = pm.Normal("mu", 0, 1, shape=3)
+        mu = pm.Normal("mu", 0, 1, shape=n_cells)
         s = pm.HalfNormal("s", 1)
         slope = pm.Normal("slope", 0, dsd)
         pm.Normal("obs", mu=mu[dc] + slope * dx, sigma=s, observed=dy)
@@ -99,18 +99,19 @@ cell = rng.integers(0, 3, size=30)
 design = np.column_stack([x] + [cell == k for k in range(3)]).astype(float)
 ols = float(np.linalg.lstsq(design, y, rcond=None)[0][0])
 t = time.perf_counter()
-c = compile_cached(tiny(x, y, cell, np.asarray(2.0)))
+c = compile_cached(tiny(x, y, cell, np.asarray(2.0)), structure_key=sys.argv[2])
 compile_s = time.perf_counter() - t
 tree = nutpie.sample(c, draws=500, tune=300, chains=1, seed=1, progress_bar=False)
 print(json.dumps({"hits": [c.compiled_logp_func.cache_hits, c.compiled_expand_func.cache_hits],
+                  "graph_built": c.logp_func is not None,
                   "compile_s": compile_s, "ols": ols,
                   "slope": float(tree["posterior"].to_dataset()["slope"].mean())}))
 """
 
 
-def _child(cache):
+def _child(cache, key="tiny-v1"):
     env = dict(os.environ, PYTENSOR_FLAGS="")
-    out = subprocess.run([sys.executable, "-c", CHILD, str(cache)], capture_output=True, text=True, env=env,
+    out = subprocess.run([sys.executable, "-c", CHILD, str(cache), key], capture_output=True, text=True, env=env,
                          cwd=REPO, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -118,8 +119,30 @@ def _child(cache):
 def test_a_new_process_loads_the_callbacks_from_disk(tmp_path):
     cold = _child(tmp_path)
     warm = _child(tmp_path)
-    assert cold["hits"] == [0, 0]
+    assert cold["hits"] == [0, 0] and cold["graph_built"]
     assert warm["hits"] == [1, 1]  # both callbacks loaded, not compiled
+    assert not warm["graph_built"]  # and, with the structure key's record, no PyTensor graph built
     # ... and they compute the model: the posterior mean slope sits at least squares' (flat-ish prior)
     assert warm["slope"] == pytest.approx(warm["ols"], abs=0.08)
     assert warm["compile_s"] < cold["compile_s"]
+
+
+def test_a_stale_structure_key_falls_back_to_the_full_path():
+    """A record whose shapes disagree with the model (a caller's key that failed to change) is
+    not trusted: the model is compiled in full and computes its own logp."""
+    import uuid
+
+    from scalefit.compiled_model import compile_cached
+
+    key = f"stale-{uuid.uuid4().hex}"
+    three = _tiny()
+    first = compile_cached(three, structure_key=key)
+    assert first.logp_func is not None
+    rng = np.random.default_rng(3)
+    exec_ns = {}  # same data, one more cell effect: n_dim 6 instead of 5
+    exec(TINY_MODEL, exec_ns)
+    four = exec_ns["tiny"](*(three[n].get_value() for n in ("x", "y", "cell", "sd")), n_cells=4)
+    again = compile_cached(four, structure_key=key)
+    assert again.logp_func is not None and again.n_dim == first.n_dim + 1
+    x = rng.normal(size=again.n_dim)
+    assert _call_logp(again, x)[1] == pytest.approx(_reference(four, x)[0], rel=1e-9, abs=1e-9)

@@ -2,13 +2,12 @@
 to cpu_ladder_v1, the regime split measured from trajectories, and the four-way comparison on the
 equilibrium side (slow, small sampling)."""
 
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sf_testing import FAST, REPO
+from sf_testing import REPO
 
 GRID = REPO / "data" / "cpu_ladder_v2_h100"
 RUNS = GRID / "runs.csv"
@@ -158,21 +157,3 @@ def test_tau_traj_recovers_the_relaxation_law():
     assert eq.tau_traj(0.02, 0.71, 0.7) == eq.TAU_CAP  # crossed the plateau
     assert eq.tau_traj(0.02, 0.7 - 1e-9, 0.7) == eq.TAU_CAP  # noise-limited
     assert eq.regime(0.5) == "inside (<1)" and eq.regime(3.5) == "past (>3)" and eq.regime(2) == "between (1-3)"
-
-
-@pytest.mark.slow
-def test_compare_on_the_equilibrium_side(capsys):
-    """`scalefit compare` on the wd 1.0 block, small sampling: the four variants fit, predict and
-    backtest, holding out 3 cells along N and 5 along D."""
-    from scalefit.cli import main
-
-    argv = ["compare", str(RUNS), "--where", "optimizer=adamw", "--where", "weight_decay=1.0",
-            "--n-params", "2M", "--n-tokens", "8M", "--variants", "nominal/N", "nominal/D", "effective/N",
-            "effective/D", "--draws", str(FAST.draws), "--tune", str(FAST.tune), "--no-progress", "--json"]
-    assert main(argv) == 0
-    rows = {r["variant"]: r for r in json.loads(capsys.readouterr().out)["variants"]}
-    assert set(rows) == {"nominal/N", "nominal/D", "effective/N", "effective/D"}
-    for name, r in rows.items():
-        assert r.get("error") is None, name
-        assert r["lr_low"] < r["lr_median"] < r["lr_high"], name
-        assert r["backtest_cells"] == {"N": 3, "D": 5}[r["axis"]], name

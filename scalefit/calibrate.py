@@ -193,12 +193,22 @@ class Calibration:
 
 
 def summarize(rows: pd.DataFrame, by=("method",)) -> pd.DataFrame:
+    """Scores over bracketed held-out cells; rows with an ``error`` (no prediction) are counted
+    in ``n_failed`` and left out of the scores."""
     scored = rows[rows["bracketed"]]
+    failed = pd.Series(False, scored.index)
+    if "error" in scored:  # a cell without a model prediction leaves every method's score, so all
+        keys = [c for c in ("dataset", "subset", "lr_kind", "family", "chain", "prefix", "cell_label")
+                if c in scored]  # compare the same cells
+        bad = scored["error"].fillna("").astype(str).ne("")
+        failed = bad.groupby([scored[k] for k in keys], dropna=False).transform("any").astype(bool) if keys else bad
     out = []
     for key, g in scored.groupby(list(by), sort=False):
-        has_interval = g["lo90"].notna().all()
+        bad = failed.loc[g.index]
+        g = g[~bad]
+        has_interval = len(g) > 0 and g["lo90"].notna().all()
         out.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
-                    "n": int(len(g)),
+                    "n": int(len(g)), "n_failed": int(bad.sum()),
                     "abs_log10_err": float(g["log10_err"].abs().mean()),
                     "cover50": float(g["cover50"].mean()) if has_interval else np.nan,
                     "cover90": float(g["cover90"].mean()) if has_interval else np.nan,
@@ -213,7 +223,6 @@ def calibrate(table: RunsTable, families=FAMILIES, config: ModelConfig = ModelCo
               n_boot: int = 1000, progress: bool = True) -> Calibration:
     """Run every rolling backtest of every chain; score the model, the point fit and the bootstrap."""
     from scalefit.fit import fit_runs
-    from scalefit.predict import nominal_log_lr_draws
 
     work = [(ch, k) for ch in chains(table, families, min_cells) for k in range(min_cells, len(ch.cells))
             if _identified(table.cells.loc[list(ch.cells[:k])], ch.family)]
@@ -248,17 +257,40 @@ def calibrate(table: RunsTable, families=FAMILIES, config: ModelConfig = ModelCo
                     "truth_lr": float(np.exp(truth)), "bracketed": bracketed, "converged": conv.converged}
             # the held-out cell's batch size, where the law has a batch-size term
             batch = float(info["batch_size"]) if "B" in fit_law_axes(fit.config, fit.std) else None
-            model = nominal_log_lr_draws(fit, info["n_params"], info["n_tokens"], batch_size=batch)
+            rows.append(base | {"method": "model"} | _model_row(fit, info, batch, truth))
             boot = bootstrap_draws(vertices, design, target, n_boot=n_boot)
             coef, *_ = np.linalg.lstsq(np.column_stack([np.ones(len(design)), design.to_numpy(float)]),
                                        vertices.to_numpy(float), rcond=None)
             point = float(np.concatenate([[1.0], [target[c] for c in design.columns]]) @ coef)
-            rows.append(base | {"method": "model"} | _scores(_score_draws(model, truth), truth))
             rows.append(base | {"method": "point"} | _scores({"median": point}, truth))
             rows.append(base | {"method": "bootstrap"} | _scores(_score_draws(boot, truth), truth))
         bar.update(1)
     bar.close()
     return Calibration(rows=pd.DataFrame(rows), fits=pd.DataFrame(fits))
+
+
+def _model_row(fit, info: pd.Series, batch, truth: float) -> dict:
+    """The model's scores for one held-out cell. An effective-LR fit whose eff_lr map cannot be
+    inverted at that cell (scalefit.effective: too few map draws rise there) gives no nominal
+    prediction: the row keeps the reason in ``error`` and stays out of the scores (``summarize``
+    counts it as ``n_failed``) instead of ending the whole run."""
+    from scalefit.predict import nominal_log_lr_draws
+
+    effective = getattr(fit.config, "lr_kind", "nominal") == "effective"
+    # share of the eff_lr map's draws that rise at the cell (those the nominal draws go through)
+    extra = {"map_rising": fit.eff_map.rising_fraction(info["n_params"], info["n_tokens"]) if effective else np.nan}
+    try:
+        draws = nominal_log_lr_draws(fit, info["n_params"], info["n_tokens"], batch_size=batch)
+    except ValueError as err:
+        if not effective:
+            raise
+        return _scores({"median": np.nan}, truth) | {"log10_err": np.nan, "error": str(err)} | extra
+    if effective:  # the prediction before the map: the effective optimum's median at the cell
+        from scalefit.predict import fit_target_draws
+
+        eff = fit_target_draws(fit, info["n_params"], info["n_tokens"], batch_size=batch)["m"] + fit.std.x_center
+        extra["eff_lr_median"] = float(np.exp(np.median(eff)))
+    return _scores(_score_draws(draws, truth), truth) | {"error": ""} | extra
 
 
 def _identified(fitted: pd.DataFrame, family: str) -> bool:

@@ -240,8 +240,11 @@ def cmd_calibrate(args) -> int:
     rows = result.rows
     n_unbr = int((~rows.loc[rows["method"] == "model", "bracketed"]).sum())
     fits = result.fits
+    n_failed = int(rows.loc[rows["method"] == "model", "error"].fillna("").ne("").sum())
     print(f"{table.source}: {len(fits)} backtest fits, {int((rows['method'] == 'model').sum())} held-out "
-          f"predictions ({n_unbr} of unbracketed cells, left out of the scores); "
+          f"predictions ({n_unbr} of unbracketed cells, left out of the scores"
+          + (f"; {n_failed} without a nominal answer, the eff_lr map not rising there, left out of every "
+             "method's scores" if n_failed else "") + f"); "
           f"{int(fits['converged'].sum())}/{len(fits)} fits converged")
     print("scores over bracketed held-out cells (log10 LR units; interval score at alpha = 0.1, decades; "
           "lpd in nats of ln LR):")

@@ -40,6 +40,7 @@ IDENTITY_OPTIMIZERS = ("adamh",)
 WINDOW_OCTAVES = 1.0  # runs within one octave of their cell's best LR fit the map
 SCALE_PRIOR_SD = 0.5  # half-normal prior sd of sigma and tau, ln eff_lr units (a 1.6x spread)
 GRID = np.exp(np.linspace(np.log(1e-4), np.log(2.0), 60))  # sigma and tau values
+MIN_RISING_DRAWS = 100  # fewer map draws rising at the target than this: no nominal answer
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,36 @@ class EffectiveMap:
         curv = c[6] if len(c) > 6 else 0.0
         return c[0] + (c[1] + c[2] * zn + c[3] * zd) * u + c[4] * zn + c[5] * zd + curv * u**2
 
-    def _per_draw(self, n: int, n_params: float, n_tokens: float, scatter: bool):
-        """(level at u = 0 incl. the new cell's offset, slope at u = 0, curvature) for n draws."""
-        idx = np.arange(n) % len(self.coef_draws)
-        c = self.coef_draws[idx]
+    def rising_fraction(self, n_params: float, n_tokens: float) -> float:
+        """Share of the map's posterior draws whose slope in ln lr is positive at (N, D)."""
+        if self.identity:
+            return 1.0
+        return float(np.mean(self._slopes(n_params, n_tokens) > 0))
+
+    def _slopes(self, n_params: float, n_tokens: float) -> np.ndarray:
+        c = self.coef_draws
         zn, zd = float(self.std.z("N", n_params)), float(self.std.z("D", n_tokens))
+        return c[:, 1] + c[:, 2] * zn + c[:, 3] * zd
+
+    def _per_draw(self, n: int, n_params: float, n_tokens: float, scatter: bool):
+        """(level at u = 0 incl. the new cell's offset, slope at u = 0, curvature) for n draws.
+
+        eff_lr rises with lr (a larger step is a larger angle), so the map's draws are
+        conditioned on a positive slope at the target: the slope is linear in z_N and z_D, and
+        far beyond the fitted cells some Gaussian draws cross zero, where no nominal LR can be
+        read off. Keeping only the rising draws is the posterior under that constraint; slopes
+        near zero then map to far-out nominal LRs, so the interval widens instead of failing.
+        Fewer than ``MIN_RISING_DRAWS`` rising draws: the map says nothing there (ValueError).
+        """
+        zn, zd = float(self.std.z("N", n_params)), float(self.std.z("D", n_tokens))
+        rising = np.flatnonzero(self._slopes(n_params, n_tokens) > 0)
+        if len(rising) < min(MIN_RISING_DRAWS, len(self.coef_draws)):
+            raise ValueError(f"the fitted eff_lr map is not increasing in lr at the target ({len(rising)} of "
+                             f"{len(self.coef_draws)} map draws rise there); the effective-LR fit cannot be "
+                             "mapped back to a nominal LR there")
+        idx = rising[np.arange(n) % len(rising)]
+        c = self.coef_draws[idx]
         slope = c[:, 1] + c[:, 2] * zn + c[:, 3] * zd
-        if np.any(slope <= 0):
-            raise ValueError("the fitted eff_lr map is not increasing in lr at the target; "
-                             "the effective-LR fit cannot be mapped back to a nominal LR there")
         level = c[:, 0] + c[:, 4] * zn + c[:, 5] * zd
         if scatter and self.scatter_draws is not None:
             # fixed, so the same map gives the same answer; a stream of its own, so it is not

@@ -102,3 +102,36 @@ def test_calibrate_cli_end_to_end(tmp_path, capsys):
     summary = {r["method"]: r for r in out["summary"]}
     assert set(summary) == {"model", "point", "bootstrap"}
     assert summary["model"]["width90_dec"] > 0 and np.isfinite(summary["model"]["lpd"])
+
+
+def test_an_unmappable_effective_prediction_is_recorded_and_left_out_of_every_methods_score(monkeypatch):
+    """An effective-LR fit whose eff_lr map does not rise at a held-out cell has no nominal
+    answer there: the harness records the reason instead of stopping, and the cell leaves the
+    scores of every method (so the competitors stay compared on the same cells). A nominal fit
+    that fails still raises."""
+    import types
+
+    import scalefit.predict
+    from scalefit.calibrate import _model_row
+
+    def unmappable(*args, **kwargs):
+        raise ValueError("the fitted eff_lr map is not increasing in lr at the target")
+
+    monkeypatch.setattr(scalefit.predict, "nominal_log_lr_draws", unmappable)
+    eff_map = types.SimpleNamespace(rising_fraction=lambda n, d: 0.01)
+    fit = types.SimpleNamespace(config=types.SimpleNamespace(lr_kind="effective"), eff_map=eff_map)
+    info = pd.Series({"n_params": 1e6, "n_tokens": 1e8})
+    row = _model_row(fit, info, None, np.log(1e-3))
+    assert "not increasing" in row["error"] and np.isnan(row["log10_err"]) and row["map_rising"] == 0.01
+    with pytest.raises(ValueError):
+        _model_row(types.SimpleNamespace(config=types.SimpleNamespace(lr_kind="nominal")), info, None, 0.0)
+
+    def cell(label, method, err, error=""):
+        scores = {"cover50": True, "cover90": True, "width90_dec": 0.4, "interval_score": 0.4, "lpd": 0.0, "lo90": -7.0}
+        return {"family": "N", "chain": "c", "prefix": 3, "cell_label": label, "method": method, "bracketed": True,
+                "log10_err": err, "error": error} | ({k: np.nan for k in scores} if method == "point" else scores)
+    rows = pd.DataFrame([cell("a", "model", 0.1), cell("a", "point", 0.2),
+                         cell("b", "model", np.nan, row["error"]), cell("b", "point", 0.9)])
+    s = summarize(rows).set_index("method")
+    assert s.loc["model", "n"] == 1 and s.loc["model", "n_failed"] == 1
+    assert s.loc["point", "n"] == 1 and s.loc["point", "abs_log10_err"] == pytest.approx(0.2)

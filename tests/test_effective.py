@@ -125,6 +125,37 @@ def test_map_is_fitted_near_each_cells_optimum():
     assert fit_effective_map(bent, std, window_octaves=None).residual_sd > 10 * b.residual_sd + 0.1
 
 
+def test_map_draws_that_do_not_rise_at_the_target_are_dropped_not_fatal():
+    """The map's slope is linear in z_N, so far beyond the fitted cells some Gaussian draws of it
+    cross zero. Those draws are left out (eff_lr rises with lr): the rest invert as before, the
+    interval is wider where the slope is small, and only a target where (almost) no draw rises
+    raises."""
+    from scalefit.effective import MIN_RISING_DRAWS, EffectiveMap
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    coef = np.zeros((n, 7))
+    coef[:, 0] = -4.0
+    coef[:, 1] = 0.3
+    coef[:, 2] = rng.normal(-0.05, 0.005, n)  # slope 0.3 at z_N = 0, crossing zero near z_N = 6
+    std = Standardization(0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0)  # z_N = ln N
+    m = EffectiveMap(False, coef, lr_center=-6.0, residual_sd=0.0, std=std)
+    far = float(np.exp(6.0))
+    slopes = coef[:, 1] + coef[:, 2] * 6.0
+    assert 0.2 < m.rising_fraction(far, 1.0) < 0.8 and m.rising_fraction(1.0, 1.0) == 1.0
+    target = np.full(n, -3.9)
+    back = m.to_nominal(target, far, 1.0)
+    assert np.isfinite(back).all()
+    rising = np.flatnonzero(slopes > 0)
+    idx = rising[np.arange(n) % len(rising)]
+    np.testing.assert_allclose(back, -6.0 + 0.1 / slopes[idx])
+    near = m.to_nominal(target, 1.0, 1.0)
+    assert np.ptp(np.quantile(back, [0.05, 0.95])) > 3 * np.ptp(np.quantile(near, [0.05, 0.95]))
+    with pytest.raises(ValueError, match="not increasing"):
+        m.to_nominal(target, float(np.exp(12.0)), 1.0)  # slope 0.3 - 0.6 +- 0.06: no draw rises
+    assert m.rising_fraction(float(np.exp(12.0)), 1.0) * n < MIN_RISING_DRAWS
+
+
 def test_map_needs_eff_lr():
     frame = make_effective_grid().drop(columns=["eff_lr"])
     table = load_runs(frame)

@@ -211,3 +211,11 @@ fig = plots.plot_weight_norms([CELLS / c for c in sweep["cell_id"]])
 # the large-scale trend, and it bounds what this grid can say about arXiv:2606.29158, whose models run
 # for many timescales. The figure shows the c96 sweep at 2M tokens, each LR's hidden-matrix RMS against
 # its equilibrium level (dashed).
+#
+# It also shapes the effective LR. The `eff_lr` column is the step-weighted per-step angle
+# (recomputed from the trajectories on 2026-11-23; `DATA_CARD.md`). In the transient a larger LR
+# grows the weights faster, so eff_lr ~ lr / RMS(W) rises more slowly than lr and nearly stops
+# rising just above the best LR (d ln eff_lr / d ln lr: median 0.44 just below the best LR, 0.22 just
+# above it). That is why the best eff_lr varies so little across the grid (0.016 to 0.031), and also
+# why a prediction made in effective LR does not carry back to a sharp nominal LR: on this grid the
+# effective-LR law extrapolates worse in nominal LR than the nominal law (notebook 02, "The scored backtest").

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sf_testing import REPO
+from sf_testing import REPO, assert_runs_table_matches_result_files
 
 GRID = REPO / "data" / "cpu_ladder_v2_h100"
 RUNS = GRID / "runs.csv"
@@ -44,18 +44,8 @@ def test_scalefit_check_passes_on_the_shipped_table(capsys):
 
 
 def test_runs_table_is_exactly_what_the_result_files_say(runs):
-    from scalefit.collect import collect_runs
-
-    fresh = collect_runs(GRID)
-    assert len(fresh) == len(runs)
-    a, b = runs.sort_values("cell_id").reset_index(drop=True), fresh.sort_values("cell_id").reset_index(drop=True)
-    for col in ("n_params", "n_tokens", "lr", "weight_decay", "final_loss", "status", "seed", "optimizer", "eff_lr"):
-        if a[col].dtype.kind in "fi":
-            np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-12, err_msg=col)
-        else:
-            assert (a[col].astype(str) == b[col].astype(str)).all(), col
-    finished = {p.parent.name for p in (GRID / "cells").glob("*/result.json")}
-    assert finished == set(runs["cell_id"])
+    assert_runs_table_matches_result_files(GRID, runs, ("n_params", "n_tokens", "lr", "weight_decay", "final_loss",
+                                                        "status", "seed", "optimizer", "eff_lr"))
 
 
 def test_grid_plan_shows_every_cell_done():

@@ -137,12 +137,11 @@ def main() -> None:
     for grid in grids:
         for sampler in args.samplers:
             with tempfile.TemporaryDirectory() as cache:
-                cold = child(grid, sampler, cache, refit=False) | {"cache": "cold"}
-                warm = child(grid, sampler, cache, refit=sampler == "nutpie") | {"cache": "warm"}
-            for r in (cold, warm):
-                r["load"] = os.getloadavg()[0]
-                rows.append(r)
-                print(json.dumps(r), flush=True)
+                for state in ("cold", "warm"):
+                    r = child(grid, sampler, cache, refit=state == "warm" and sampler == "nutpie")
+                    r |= {"cache": state, "load": os.getloadavg()[0]}
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
     if args.save:
         args.save.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}\n")

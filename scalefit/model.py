@@ -377,6 +377,33 @@ def _scale_prior(pm, name: str, prior: dict):
     return pm.HalfNormal(name, **prior)
 
 
+def student_t_logsf(t, nu: float, pm, pt):
+    """log P(T > t) for a standard Student-t with `nu` degrees of freedom.
+
+    For nu = 1, 2 and 4 in closed form, with u = t/sqrt(nu + t^2):
+      nu = 2: sf = (1 - u)/2;   nu = 4: sf = (1 - u)^2 (2 + u)/4;   nu = 1: atan2(1, t)/pi.
+    For t >= 0, 1 - u = nu/(r(r + t)) with r = sqrt(nu + t^2), free of cancellation; each branch
+    of the switch sees only its own half-line (max/min with 0), so both stay finite and the
+    gradient is clean everywhere, t = 0 included. Otherwise PyMC's incomplete-beta logccdf,
+    which costs about half of a gradient evaluation on the bundled grid (59 censored runs against
+    87 observed; 40 against 21 us per evaluation).
+    """
+    if nu == 1:
+        return pt.log(pt.arctan2(1.0, t)) - np.log(np.pi)
+    if nu in (2, 4):
+        hi, lo = pt.maximum(t, 0.0), pt.minimum(t, 0.0)
+        r_hi, r_lo = pt.sqrt(nu + hi**2), pt.sqrt(nu + lo**2)
+        one_minus_hi = nu / (r_hi * (r_hi + hi))
+        one_minus_lo = 1.0 - lo / r_lo
+        upper = t >= 0
+        log_one_minus = pt.switch(upper, pt.log(one_minus_hi), pt.log(one_minus_lo))
+        if nu == 2:
+            return log_one_minus - np.log(2.0)
+        two_plus = pt.switch(upper, 3.0 - one_minus_hi, 2.0 + lo / r_lo)
+        return 2.0 * log_one_minus + pt.log(two_plus) - np.log(4.0)
+    return pm.logccdf(pm.StudentT.dist(nu=nu, mu=0.0, sigma=1.0), t)
+
+
 def build_model(data: ModelData, config: ModelConfig):
     """The PyMC model for `data` (import of PyMC deferred: the CLI's `check` must stay fast)."""
     import pymc as pm
@@ -450,12 +477,16 @@ def build_model(data: ModelData, config: ModelConfig):
             asymmetry = pm.Deterministic(
                 "valley_asymmetry_cell", asymmetry + asym_sd * pm.Normal("valley_asymmetry_z", 0, 1, dims="cell"),
                 dims="cell")
-        dist = {}
+        valley = {}  # per part: (mean loss, noise scale) of each run
         for part in ("obs", "cens"):
             cell = d[f"cell_{part}"]
             k = asymmetry[cell] if asymmetry is not None and config.asymmetry == "per_cell" else asymmetry
             mu = floor[cell] + pt.exp(log_width)[cell] * valley_rise(d[f"x_{part}"] - m[cell], k, xp=pt)
-            dist[part] = pm.StudentT.dist(nu=config.nu, mu=mu, sigma=pt.exp(log_noise)[cell])
-        pm.Potential("loglik_obs", pm.logp(dist["obs"], d["y_obs"]).sum())
-        pm.Potential("loglik_cens", pm.logccdf(dist["cens"], d["threshold_cens"]).sum())
+            valley[part] = (mu, pt.exp(log_noise)[cell])
+        obs_mu, obs_sigma = valley["obs"]
+        pm.Potential("loglik_obs", pm.logp(pm.StudentT.dist(nu=config.nu, mu=obs_mu, sigma=obs_sigma),
+                                           d["y_obs"]).sum())
+        cens_mu, cens_sigma = valley["cens"]
+        pm.Potential("loglik_cens", student_t_logsf((d["threshold_cens"] - cens_mu) / cens_sigma, config.nu,
+                                                    pm, pt).sum())
     return model

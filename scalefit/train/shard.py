@@ -263,5 +263,9 @@ def main(argv=None) -> int:
     finally:
         for t in trackers:
             t.finish()
+    # Every rank leaves its last collective before any tears the process group down: without
+    # this, a rank that destroyed its group early could abort its peer at exit (seen once in CI,
+    # DDP mode after a failed cell: "terminate called without an active exception", exit -6).
+    acc.wait_for_everyone()
     acc.end_training()
     return 0

@@ -24,9 +24,6 @@ import numpy as np
 # Bump when the generated source changes: old cache entries must not match new code.
 _TEMPLATE_VERSION = "1"
 
-_LOGP_SIGNATURE = ("int64", "uint64", "double*", "double*", "double*", "voidptr")
-_EXPAND_SIGNATURE = ("int64", "uint64", "uint64", "double*", "double*", "voidptr")
-
 
 def compile_cached(model, initial_points=None, structure_key: str | None = None):
     """Like `nutpie.compile_pymc_model(model, initial_points=...)` (numba backend), but cacheable.
@@ -48,7 +45,7 @@ def compile_cached(model, initial_points=None, structure_key: str | None = None)
         if loaded is not None:
             return loaded
     compiled, meta = _compile(model, point_fn)
-    if record is not None:
+    if record is not None and meta is not None:  # None: PyTensor does not cache this graph
         record.parent.mkdir(parents=True, exist_ok=True)
         tmp = record.with_name(f".{record.name}.{os.getpid()}")
         tmp.write_text(json.dumps(meta))
@@ -57,11 +54,12 @@ def compile_cached(model, initial_points=None, structure_key: str | None = None)
 
 
 def _compile(model, point_fn):
-    """The full path: PyTensor functions, then the callbacks (compiled, or loaded from the cache)."""
+    """The full path: PyTensor functions, then the callbacks (compiled, or loaded from the cache).
+    Returns the model and the record a later process needs to skip the PyTensor step."""
     import numba
     from nutpie import compile_pymc as nc
 
-    n_dim, n_expanded, logp_pt, expand_pt, initial_point_fn, shape_info, reparameterized = nc._make_functions(
+    n_dim, n_expanded, logp_pt, expand_pt, _, shape_info, reparameterized = nc._make_functions(
         model, mode="NUMBA", compute_grad=True, join_expanded=True, pymc_initial_point_fn=point_fn)
     shared_vars, shared_keys = {}, {}
     for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
@@ -82,15 +80,7 @@ def _compile(model, point_fn):
         cache_key = _cache_key(function, src)
         callbacks[kind] = _cfunc(numba, kind, src, function.vm.jit_fn, cache_key)
         meta[kind] = {"src": src, "cache_key": cache_key}
-    dims, coords = nc._prepare_dims_and_coords(model, shape_info, reparameterized)
-    compiled = nc.CompiledPyMCModel(
-        _n_dim=n_dim, dims=dims, _coords=coords,
-        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info)},
-        compiled_logp_func=callbacks["logp"], compiled_expand_func=callbacks["expand"],
-        initial_point_func=initial_point_fn, shared_data=shared_data, shared_var_keys=shared_keys,
-        user_data=nc.make_user_data(shared_keys, shared_data), n_expanded=n_expanded, shape_info=shape_info,
-        logp_func=logp_pt, expand_func=expand_pt, reparameterized_names=reparameterized,
-    )
+    compiled = _assemble(model, point_fn, meta, callbacks, shared_vars, shared_data, (logp_pt, expand_pt))
     cacheable = all(meta[k]["cache_key"] for k in ("logp", "expand"))
     return compiled, (meta if cacheable else None)
 
@@ -99,10 +89,7 @@ def _load(model, point_fn, meta):
     """The fast path: the callbacks from the disk cache, everything else from `meta` and the
     model object. None when anything disagrees with the model or the cache has no entry."""
     import numba
-    from nutpie import compile_pymc as nc
 
-    if meta is None:
-        return None
     try:
         shared_vars = {key: model[name] for key, (name, _, _) in meta["shared"].items()}
     except KeyError:
@@ -112,9 +99,9 @@ def _load(model, point_fn, meta):
            for k, (_, dtype, ndim) in meta["shared"].items()):
         return None
     free = [model.rvs_to_values[rv].name for rv in model.free_RVs]
-    names, shapes = meta["names"], [tuple(s) for s in meta["shapes"]]
     point = point_fn(0)
-    if names[:len(free)] != free or any(np.shape(point[n]) != shape for n, shape in zip(free, shapes)):
+    if meta["names"][:len(free)] != free or any(np.shape(point[n]) != tuple(shape)
+                                                for n, shape in zip(free, meta["shapes"])):
         return None
     callbacks = {}
     for kind in ("logp", "expand"):
@@ -126,15 +113,24 @@ def _load(model, point_fn, meta):
             return None
         if callbacks[kind].cache_hits != 1:
             return None
-    shared_keys = {var: key for key, var in shared_vars.items()}
+    return _assemble(model, point_fn, meta, callbacks, shared_vars, shared_data)
+
+
+def _assemble(model, point_fn, meta, callbacks, shared_vars, shared_data, functions=(None, None)):
+    """nutpie's model object from the callbacks, the record and the model's shared data."""
+    from nutpie import compile_pymc as nc
+
+    names, shapes = meta["names"], [tuple(s) for s in meta["shapes"]]
     shape_info = (names, [slice(a, b) for a, b in meta["slices"]], shapes)
+    n_free = len(model.free_RVs)
+    shared_keys = {var: key for key, var in shared_vars.items()}
     dims, coords = nc._prepare_dims_and_coords(model, shape_info, meta["reparameterized"])
     return nc.CompiledPyMCModel(
         _n_dim=meta["n_dim"], dims=dims, _coords=coords, _shapes=dict(zip(names, shapes)),
         compiled_logp_func=callbacks["logp"], compiled_expand_func=callbacks["expand"],
-        initial_point_func=nc._rv_dict_to_flat_array_wrapper(point_fn, names=free, shapes=shapes[:len(free)]),
+        initial_point_func=nc._rv_dict_to_flat_array_wrapper(point_fn, names=names[:n_free], shapes=shapes[:n_free]),
         shared_data=shared_data, shared_var_keys=shared_keys, user_data=nc.make_user_data(shared_keys, shared_data),
-        n_expanded=meta["n_expanded"], shape_info=shape_info, logp_func=None, expand_func=None,
+        n_expanded=meta["n_expanded"], shape_info=shape_info, logp_func=functions[0], expand_func=functions[1],
         reparameterized_names=meta["reparameterized"],
     )
 
@@ -241,11 +237,8 @@ def _cfunc(numba, kind: str, src: str, inner, cache_key: str | None):
         src, name, global_env={"__name__": __name__, "numba": numba, "np": np, "inner": inner,
                                "address_as_void_pointer": address_as_void_pointer},
         cache_key=cache_key)
-    signature = _LOGP_SIGNATURE if kind == "logp" else _EXPAND_SIGNATURE
-    sig = numba.types.int64(*[_numba_type(numba, t) for t in signature[1:]])
-    return numba.cfunc(sig, cache=cache_key is not None)(fn)
-
-
-def _numba_type(numba, name: str):
     t = numba.types
-    return {"uint64": t.uint64, "double*": t.CPointer(t.double), "voidptr": t.voidptr}[name]
+    ptr = t.CPointer(t.double)
+    # nutpie's C signatures: logp(dim, x, grad, logp, data), expand(dim, n_expanded, x, out, data)
+    args = (t.uint64, ptr, ptr, ptr, t.voidptr) if kind == "logp" else (t.uint64, t.uint64, ptr, ptr, t.voidptr)
+    return numba.cfunc(t.int64(*args), cache=cache_key is not None)(fn)

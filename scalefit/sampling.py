@@ -132,12 +132,13 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
     return tree
 
 
-def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, target_accept: float, compiled=None):
+def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, target_accept: float, compiled):
+    """One attempt's draws; `compiled` is the nutpie model (None for the PyMC sampler)."""
     if settings.sampler == "nutpie":
         import nutpie
 
         return nutpie.sample(
-            compiled if compiled is not None else _compiled(data, config), draws=settings.draws, tune=settings.tune,
+            compiled, draws=settings.draws, tune=settings.tune,
             chains=settings.chains, cores=min(settings.chains, os.cpu_count() or 1),
             seed=settings.seed, progress_bar=settings.progress, save_warmup=False, target_accept=target_accept,
         )

@@ -83,12 +83,15 @@ def fit_report(fit) -> str:
             p = float(np.mean(post[name].values > 0))
             lines.append(f"  P(curvature along {axis} > 0) = {p:.3f}")
     if fit.tree.attrs.get("retried_after_divergences"):
-        lines.append(f"sampler: {fit.tree.attrs['retried_after_divergences']} divergences at target_accept "
-                     f"{fit.sampler.target_accept}; redrawn at {fit.tree.attrs['target_accept']} (smaller steps"
-                     + (", every optimum non-centred)" if fit.tree.attrs.get("optima_noncentred") else ")"))
+        changes = [f"target_accept {fit.tree.attrs['target_accept']}"]
+        if fit.tree.attrs.get("optima_noncentred"):
+            changes.append("every optimum non-centred")
+        lines.append(f"sampler: the first attempt diverged ({fit.tree.attrs['retried_after_divergences']} "
+                     f"divergent draws when stopped); redrawn with {', '.join(changes)}")
     if "sampling_s" in fit.tree.attrs:
         lines.append(f"sampler: compile (or load from cache) {fit.tree.attrs['compile_s']:.1f} s, sampling "
-                     f"{fit.tree.attrs['sampling_s']:.1f} s over {fit.tree.attrs['attempts']} attempt(s)")
+                     f"{fit.tree.attrs['sampling_s']:.1f} s over {fit.tree.attrs['attempts']} attempt(s)"
+                     + (f", {fit.tree.attrs['draws_kept']} draws per chain kept" if "draws_kept" in fit.tree.attrs else ""))
     if fit.convergence is not None:
         lines.append("sampler: " + fit.convergence.describe())
         if not fit.convergence.converged:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def use_compile_cache(directory: str | os.PathLike | None = None) -> Path:
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    draws: int = 3000  # small grids mix slowly in the width scale; sampling is ~1 s per 1000 draws
+    draws: int = 3000  # per chain, at most: nutpie stops early once target_ess is reached
     tune: int = 1000
     chains: int = 2
     sampler: str = "nutpie"
@@ -51,12 +50,19 @@ class SamplerSettings:
     # 6,000 draws, 0.95 gave 2, 0.99 none at 4x the sampling time: pay it only when needed.
     target_accept: float = 0.9
     retry_target_accept: float | None = 0.99
+    # nutpie: stop at the first multiple of check_every draws per chain where bulk and tail ESS
+    # both reach target_ess and r_hat <= 1.01 (None: always every draw). The bundled grid
+    # reaches 400 in ~1/3 of the 3,000 draws it used to take.
+    target_ess: int | None = CONVERGED_ESS
+    check_every: int = 250
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.draws < 10 or self.tune < 10 or self.chains < 1:
             raise ValueError("need draws >= 10, tune >= 10 and chains >= 1")
+        if self.check_every < 10:
+            raise ValueError(f"check_every must be >= 10 draws, got {self.check_every}")
 
 
 def _compiled(data: ModelData, config: ModelConfig):
@@ -98,25 +104,32 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
 def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = SamplerSettings()):
     """Draw from the posterior; returns an xarray DataTree (posterior, sample_stats).
 
-    After any divergence (and with `settings.retry_target_accept` set) the draws are redone:
-    first at that target acceptance, then, if they still diverge, with every cell's optimum
-    non-centred as well (the geometry changes, the posterior does not). The tree's attrs say
-    which attempt the draws come from, and how the time split between compiling (or loading
-    the compiled model) and sampling.
+    Draws that diverge are redone (with `settings.retry_target_accept` set), in this order:
+    every optimum non-centred at the same target acceptance, then the fit's own centring at the
+    retry level (smaller steps), then both. The geometry changes, the posterior does not. With
+    nutpie an attempt that diverges is stopped at its first checkpoint, and a clean one at the
+    first checkpoint where it has converged (`settings.target_ess`): what is kept depends only
+    on the draws up to that checkpoint, never on when the sampler was looked at. The tree's
+    attrs say which attempt the draws come from, how many draws it kept, and how the time split
+    between compiling (or loading the compiled model) and sampling.
     """
-    attempts = [(settings.target_accept, data)]
+    noncentred = dataclasses.replace(data, centring=np.zeros_like(data.centring))
+    attempts = [(settings.target_accept, data, 0)]
     retry = settings.retry_target_accept
     if retry and retry > settings.target_accept:
-        # Partly centred optima can funnel when tau is small (cpu_ladder_v1: 1-3 divergences per
-        # 6,000 draws at 0.99); fully non-centred they did not.
-        attempts += [(retry, data), (retry, dataclasses.replace(data, centring=np.zeros_like(data.centring)))]
+        # Partly centred optima funnel when tau is small (cpu_ladder_v1: divergences in 3 of 4
+        # seeds at 0.9, none non-centred); steplaw_moe diverges either way at 0.9, not at 0.99.
+        if np.any(data.centring > 0):
+            attempts.append((settings.target_accept, noncentred, 1))
+        attempts += [(retry, data, 0), (retry, noncentred, 1)]
     first_divergences = None
     compile_s = sampling_s = 0.0
-    for i, (target, d) in enumerate(attempts):
+    for i, (target, d, nc) in enumerate(attempts):
         t0 = time.perf_counter()
         model = _compiled(d, config) if settings.sampler == "nutpie" else None
         t1 = time.perf_counter()
-        tree = _draw(d, config, settings, target, model)
+        last = i == len(attempts) - 1
+        tree = _draw(d, config, settings, target, model, stop_on_divergence=not last)
         compile_s, sampling_s = compile_s + t1 - t0, sampling_s + time.perf_counter() - t1
         n_div = int(np.sum(tree["sample_stats"].to_dataset()["diverging"].values))
         first_divergences = n_div if first_divergences is None else first_divergences
@@ -124,24 +137,21 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
             break
     tree.attrs["target_accept"] = target
     tree.attrs["attempts"] = i + 1
+    tree.attrs["draws_kept"] = int(tree["posterior"].to_dataset().sizes["draw"])
     tree.attrs["compile_s"] = round(compile_s, 3)  # includes data swaps
     tree.attrs["sampling_s"] = round(sampling_s, 3)  # every attempt's draws
     if i:
         tree.attrs["retried_after_divergences"] = first_divergences
-        tree.attrs["optima_noncentred"] = int(i == 2)
+        tree.attrs["optima_noncentred"] = nc
     return tree
 
 
-def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, target_accept: float, compiled):
-    """One attempt's draws; `compiled` is the nutpie model (None for the PyMC sampler)."""
+def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, target_accept: float, compiled,
+          stop_on_divergence: bool = False):
+    """One attempt's draws; `compiled` is the nutpie model (None for the PyMC sampler, which
+    always takes every draw)."""
     if settings.sampler == "nutpie":
-        import nutpie
-
-        return nutpie.sample(
-            compiled, draws=settings.draws, tune=settings.tune,
-            chains=settings.chains, cores=min(settings.chains, os.cpu_count() or 1),
-            seed=settings.seed, progress_bar=settings.progress, save_warmup=False, target_accept=target_accept,
-        )
+        return _draw_nutpie(compiled, settings, target_accept, stop_on_divergence)
     import pymc as pm
 
     with build_model(data, config):
@@ -150,6 +160,73 @@ def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, targe
             cores=min(settings.chains, os.cpu_count() or 1), random_seed=settings.seed,
             progressbar=settings.progress, compute_convergence_checks=False, target_accept=target_accept,
         )
+
+
+def _draw_nutpie(compiled, settings: SamplerSettings, target_accept: float, stop_on_divergence: bool):
+    """nutpie's draws, looked at every `check_every` draws per chain: stop early once converged
+    (settings.target_ess), or, with `stop_on_divergence`, at the first divergence."""
+    import threading
+
+    import nutpie
+
+    adaptive = settings.target_ess is not None or stop_on_divergence
+    kwargs = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                  cores=min(settings.chains, os.cpu_count() or 1), seed=settings.seed,
+                  progress_bar=settings.progress, save_warmup=False, target_accept=target_accept)
+    if not adaptive:
+        return nutpie.sample(compiled, **kwargs)
+    done = {"draws": 0}  # fewest post-warmup draws of any chain, from nutpie's progress thread
+    moved = threading.Event()
+
+    def on_progress(chains):
+        done["draws"] = min(max(c.finished_draws - settings.tune, 0) if not c.tuning else 0 for c in chains)
+        moved.set()
+
+    sampler = nutpie.sample(compiled, **kwargs, blocking=False, progress_callback=on_progress, progress_rate=100)
+    checkpoint, trace = min(settings.check_every, settings.draws), None
+    while checkpoint < settings.draws:
+        # Every checkpoint is judged on exactly its first draws, also those the sampler ran past
+        # before we looked, so the kept draws never depend on the polling.
+        if trace is None and _finished(sampler):
+            trace = sampler.wait()
+        if trace is None and done["draws"] < checkpoint:
+            moved.wait(0.5)
+            moved.clear()
+            continue
+        tree = _first_draws(trace if trace is not None else sampler.inspect(), checkpoint)
+        if tree is None:  # the stored trace lags the progress report
+            moved.wait(0.1)
+            continue
+        stop = bool(stop_on_divergence and np.sum(tree["sample_stats"].to_dataset()["diverging"].values))
+        if stop or (settings.target_ess is not None and _reached(tree, settings.target_ess)):
+            if trace is None:
+                sampler.cancel()
+            return tree
+        checkpoint += settings.check_every
+    return trace if trace is not None else sampler.wait()
+
+
+def _finished(sampler) -> bool:
+    try:
+        return bool(sampler.is_finished)
+    except TimeoutError:  # nutpie answers "not yet" this way while its threads hold the lock
+        return False
+
+
+def _first_draws(tree, n: int):
+    """The tree cut to each chain's first `n` draws (a partial trace pads the slower chains
+    with NaN); None while some chain has fewer."""
+    import xarray as xr
+
+    groups = {name: node.to_dataset() for name, node in tree.children.items()}
+    if groups["posterior"].sizes["draw"] < n or not np.isfinite(groups["sample_stats"]["logp"].values[:, :n]).all():
+        return None
+    return xr.DataTree.from_dict({f"/{name}": ds.isel(draw=slice(0, n)) for name, ds in groups.items()})
+
+
+def _reached(tree, target_ess: int) -> bool:
+    c = convergence(tree)
+    return c.max_rhat <= CONVERGED_RHAT and c.min_ess_bulk >= target_ess and c.min_ess_tail >= target_ess
 
 
 @dataclass(frozen=True)
@@ -178,25 +255,18 @@ class Convergence:
 
 
 def convergence(tree) -> Convergence:
-    """r_hat / ESS over every posterior variable, and the divergence count."""
-    import arviz_stats as azs
+    """r_hat / bulk ESS / tail ESS (at the 5% and 95% quantiles) over every posterior scalar,
+    and the divergence count."""
+    from scalefit.mcmc_diagnostics import ess_bulk, ess_tail, rhat, stack_parameters
 
     post = tree["posterior"].to_dataset()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns on short chains; the numbers speak for themselves
-        rhat = azs.rhat(post)
-        ess_bulk = azs.ess(post, method="bulk")
-        ess_tail = azs.ess(post, method="tail")
-
-    def extreme(ds, fn):
-        values = [float(fn(v.values)) for v in ds.data_vars.values() if v.size]
-        return fn(np.array(values)) if values else float("nan")
-
+    x = stack_parameters(post)
     div = tree["sample_stats"].to_dataset()["diverging"].values
-    return Convergence(
-        max_rhat=float(extreme(rhat, np.nanmax)),
-        min_ess_bulk=float(extreme(ess_bulk, np.nanmin)),
-        min_ess_tail=float(extreme(ess_tail, np.nanmin)),
-        divergences=int(np.sum(div)),
-        n_draws=int(post.sizes["chain"] * post.sizes["draw"]),
-    )
+    with np.errstate(invalid="ignore"):
+        return Convergence(
+            max_rhat=float(np.nanmax(rhat(x))) if len(x) else float("nan"),
+            min_ess_bulk=float(np.nanmin(ess_bulk(x))) if len(x) else float("nan"),
+            min_ess_tail=float(np.nanmin(ess_tail(x))) if len(x) else float("nan"),
+            divergences=int(np.sum(div)),
+            n_draws=int(post.sizes["chain"] * post.sizes["draw"]),
+        )

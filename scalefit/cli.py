@@ -71,12 +71,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-window", type=_fraction_or_none, default=0.05, metavar="FRACTION|none",
                    help="censor ok runs more than this fraction above their cell's best loss (default 0.05)")
     p.add_argument("--config", type=Path, help="model config JSON (overrides the flags above)")
-    p.add_argument("--draws", type=int, default=3000)
+    p.add_argument("--draws", type=int, default=3000, help="draws per chain at most (default 3000)")
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-ess", type=int, default=400, help=_TARGET_ESS_HELP)
     p.add_argument("--no-progress", action="store_true", help="hide the sampler's progress bar")
+
+
+_TARGET_ESS_HELP = ("nutpie stops once bulk and tail ESS reach this and r_hat <= 1.01, checked every 250 "
+                    "draws (default 400; 0 takes every draw)")
 
 
 def _add_sampling_options(p: argparse.ArgumentParser, draws: int, tune: int) -> None:
@@ -86,6 +91,7 @@ def _add_sampling_options(p: argparse.ArgumentParser, draws: int, tune: int) -> 
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target-ess", type=int, default=400, help=_TARGET_ESS_HELP)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
 
@@ -123,6 +129,7 @@ def _settings(args):
     from scalefit.sampling import SamplerSettings
 
     return SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, sampler=args.sampler,
+                           target_ess=args.target_ess or None,
                            seed=args.seed, progress=not args.no_progress and sys.stderr.isatty())
 
 
@@ -156,7 +163,7 @@ def cmd_fit(args) -> int:
     table = _load(args)
     config, settings = _model_config(args, table), _settings(args)
     print(f"fitting {len(table.runs)} runs in {len(table.cells)} cells with {settings.sampler} "
-          f"({settings.chains} chains x {settings.tune} tune + {settings.draws} draws); "
+          f"({settings.chains} chains x {settings.tune} tune + up to {settings.draws} draws); "
           "compiling the model first (~20 s on 2 cores)...", file=sys.stderr, flush=True)
     fit = fit_runs(table, config, settings)
     fit.save(args.output)
@@ -326,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for name in ("scalefit.cli_runners", "scalefit.cli_plots"):  # runner and plot commands
+    for name in ("scalefit.cli_runners", "scalefit.cli_plots", "scalefit.cli_suggest"):  # runner, plot, suggest
         importlib.import_module(name).register(sub)
     return parser
 

@@ -54,6 +54,18 @@ class Fit:
 
         return predict(self, n_params, n_tokens, prob=prob, seed=seed, batch_size=batch_size)
 
+    def suggest(self, n_params: float, n_tokens: float, budget: float, candidates=None, tokens=None,
+                batch_size: float | None = None, seeds: int = 1, lattice: dict | None = None, seed: int = 0):
+        """Which cells to sweep next within `budget` FLOPs (scalefit.suggest): `candidates` from
+        `scalefit.suggest.candidates_from_ladder`, else the fitted sizes at `tokens` (default:
+        the fitted budgets and twice the largest)."""
+        from scalefit.suggest import candidates_from_table, default_tokens, suggest
+
+        if candidates is None:
+            candidates = candidates_from_table(self, tokens or default_tokens(self))
+        return suggest(self, n_params, n_tokens, budget, candidates=candidates, batch_size=batch_size,
+                       seeds=seeds, lattice=lattice, seed=seed)
+
     def save(self, path) -> None:
         from scalefit.fitfile import save_fit
 

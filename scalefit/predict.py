@@ -57,13 +57,8 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
     rng = np.random.default_rng(seed)
     post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(posterior).items()}
     n = len(post["law_intercept"])
-    z = {"N": std.z("N", n_params), "D": std.z("D", n_tokens)}
-    axes = fit_law_axes(config, std)
-    if "B" in axes:
-        z["B"] = std.z("B", batch_size)
-    law = post["law_intercept"].copy()
-    for name, axis, power in law_terms(config, axes):
-        law += post[name] * float(term_value(z, axis, power))
+    z = law_z(std, config, n_params, n_tokens, batch_size)
+    law = law_draws(post, config, std, z)
     target_log = {"N": np.log(n_params), "D": np.log(n_tokens)}
     walk_rng = np.random.default_rng([seed, 1])  # its own stream: the other draws do not move with it
     for axis, (positions, fitted) in (walk or {}).items():
@@ -76,6 +71,23 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
     if asymmetry is not None and "valley_asymmetry_sd" in post:  # per-cell asymmetry: a new cell's
         asymmetry = asymmetry + post["valley_asymmetry_sd"] * rng.standard_normal(n)
     return {"m": m, "width": np.exp(log_width), "asymmetry": asymmetry, "z": z}
+
+
+def law_z(std, config, n_params: float, n_tokens: float, batch_size: float | None = None) -> dict:
+    """The law's standardized covariates at one point."""
+    z = {"N": std.z("N", n_params), "D": std.z("D", n_tokens)}
+    if "B" in fit_law_axes(config, std):
+        z["B"] = std.z("B", batch_size)
+    return z
+
+
+def law_draws(post: dict, config, std, z: dict) -> np.ndarray:
+    """Per posterior draw (flattened scalars `post`): the parametric law's optimum at `z`, no
+    discrepancy walk, no new-cell residual."""
+    law = post["law_intercept"].copy()
+    for name, axis, power in law_terms(config, fit_law_axes(config, std)):
+        law += post[name] * float(term_value(z, axis, power))
+    return law
 
 
 def _vector(posterior, name: str) -> np.ndarray:

@@ -88,24 +88,33 @@ def make_grid(
             log2_opt = truth.log_lr_opt(n, d, bs) / np.log(2)
             centre = log2_opt + rng.uniform(-0.5, 0.5)
             log2_lrs = centre + 0.5 * (np.arange(n_lrs) - (n_lrs - 1) / 2)
-            width_factor = float(np.exp(rng.normal(0.0, truth.width_cell_sd)))
-            for s in seeds:
-                for log2_lr in log2_lrs:
-                    lr = float(2.0**log2_lr)
-                    diverged = log2_lr - log2_opt > truth.diverge_octaves
-                    noise = rng.normal(0, truth.noise_sd)
-                    if rng.uniform() < truth.outlier_prob:
-                        noise += rng.choice([-1, 1]) * rng.uniform(5, 15) * truth.noise_sd
-                    loss = np.nan if diverged else float(truth.loss(lr, n, d, width_factor, bs) + noise)
-                    rows.append({
-                        "n_params": int(n), "n_params_total": int(n + 50_000 * np.sqrt(n / 1e6)),
-                        "n_tokens": int(d), "batch_size": int(bs), "lr": lr,
-                        "weight_decay": 0.1, "optimizer": "adamw", "schedule": "synthetic",
-                        "warmup": 0.02, "seed": int(s), "final_loss": loss,
-                        "loss_kind": "synthetic", "status": "diverged" if diverged else "ok",
-                        "true_lr_opt": float(np.exp(truth.log_lr_opt(n, d, bs))),
-                    })
+            rows += sweep_rows(truth, n, d, bs, 2.0**log2_lrs, seeds, rng)
     return pd.DataFrame(rows)
+
+
+def sweep_rows(truth: SyntheticTruth, n: float, d: float, bs: float, lrs, seeds, rng) -> list[dict]:
+    """One cell's runs at the given LRs: its valley width drawn once, then per seed and LR the
+    loss with noise and occasional outliers, or a divergence far above the optimum."""
+    log2_opt = truth.log_lr_opt(n, d, bs) / np.log(2)
+    width_factor = float(np.exp(rng.normal(0.0, truth.width_cell_sd)))
+    rows = []
+    for s in seeds:
+        for lr in lrs:
+            lr = float(lr)
+            diverged = np.log2(lr) - log2_opt > truth.diverge_octaves
+            noise = rng.normal(0, truth.noise_sd)
+            if rng.uniform() < truth.outlier_prob:
+                noise += rng.choice([-1, 1]) * rng.uniform(5, 15) * truth.noise_sd
+            loss = np.nan if diverged else float(truth.loss(lr, n, d, width_factor, bs) + noise)
+            rows.append({
+                "n_params": int(n), "n_params_total": int(n + 50_000 * np.sqrt(n / 1e6)),
+                "n_tokens": int(d), "batch_size": int(bs), "lr": lr,
+                "weight_decay": 0.1, "optimizer": "adamw", "schedule": "synthetic",
+                "warmup": 0.02, "seed": int(s), "final_loss": loss,
+                "loss_kind": "synthetic", "status": "diverged" if diverged else "ok",
+                "true_lr_opt": float(np.exp(truth.log_lr_opt(n, d, bs))),
+            })
+    return rows
 
 
 def truth_json(truth: SyntheticTruth) -> dict:

@@ -69,3 +69,30 @@ def test_the_written_spec_parses_and_plans_exactly_the_proposed_cells(default_fi
     proposed = sorted((p.size, p.n_tokens, lr) for p in s.proposals for lr in p.lrs)
     assert planned == proposed
     assert all(c.config["optimizer"] == "adamw" and c.config["weight_decay"] == 0.1 for c in spec.cells)
+
+
+def test_a_sweep_centred_on_the_optimum_pins_it_better_than_one_beside_it():
+    from types import SimpleNamespace
+
+    from scalefit.suggest import optimum_variance, window
+
+    rng = np.random.default_rng(0)
+    n = 300
+    m = rng.normal(0.0, 0.3, n)  # the cell's optimum (standardized ln LR) per draw
+    width, floor, noise = np.full(n, 0.5), np.zeros(n), np.full(n, 0.02)
+    fit = SimpleNamespace(config=SimpleNamespace(nu=4.0, loss_window=None),
+                          std=SimpleNamespace(y_center=2.0, y_scale=0.1))
+    step = np.log(2) / 2
+    centred = optimum_variance(step * np.arange(-3, 4), m, width, floor, noise, np.full(n, 0.5), fit)
+    beside = optimum_variance(step * np.arange(3, 10), m, width, floor, noise, np.full(n, 0.5), fit)
+    assert 0 < centred < beside
+    # the loss window censors the far runs: the same sweep then carries less information
+    fit.config.loss_window = 0.05
+    censored = optimum_variance(step * np.arange(-6, 7), m, width, floor, noise, np.full(n, 0.5), fit)
+    fit.config.loss_window = None
+    uncensored = optimum_variance(step * np.arange(-6, 7), m, width, floor, noise, np.full(n, 0.5), fit)
+    assert censored > uncensored
+    lattice = {"base": 1e-3, "per_octave": 2, "digits": 4}
+    k0, k1 = window(m, np.log(3e-3), lattice)
+    lo, hi = np.exp(np.quantile(m + np.log(3e-3), [0.05, 0.95]))
+    assert 1e-3 * 2 ** (k0 / 2) < lo and 1e-3 * 2 ** (k1 / 2) > hi and k1 - k0 + 1 >= 5

@@ -320,13 +320,15 @@ class SweepPlan:
 
 
 def _use_fitted_optima(fit, draws: dict, candidates) -> list[int | None]:
-    """A candidate that repeats a fitted cell measures that cell's own optimum again: its column
-    of the joint draws becomes the cell's posterior optimum. Returns each candidate's cell."""
-    log_lr_opt = _vector(fit.posterior, "log_lr_opt")
+    """A candidate that repeats a fitted cell measures that cell's own optimum again: its columns
+    of the joint draws become the cell's posterior draws. Returns each candidate's cell."""
+    cell_draws = {"m": _vector(fit.posterior, "log_lr_opt"), "floor": _vector(fit.posterior, "floor"),
+                  "width": np.exp(_vector(fit.posterior, "log_width"))}
     repeats = [_repeats(fit, c) for c in candidates]
     for j, cell in enumerate(repeats, start=1):
-        if cell is not None:
-            draws["m"][:, j] = log_lr_opt[:, cell]
+        if cell is not None:  # its own optimum, valley width and floor, as the fit knows them
+            for key, values in cell_draws.items():
+                draws[key][:, j] = values[:, cell]
     return repeats
 
 

@@ -66,7 +66,8 @@ def one(grid: str, sampler: str, refit: bool) -> dict:
     fit = fit_runs(table, config, settings)
     attrs = fit.tree.attrs
     out |= {"fit_s": time.perf_counter() - t1, "compile_s": attrs.get("compile_s", float("nan")),
-            "sampling_s": attrs.get("sampling_s", float("nan")), "attempts": attrs.get("attempts", 1)}
+            "sampling_s": attrs.get("sampling_s", float("nan")), "attempts": attrs.get("attempts", 1),
+            "draws_kept": attrs.get("draws_kept", settings.draws)}
     out |= fit.convergence.to_dict()
     out["ess_per_s"] = fit.convergence.min_ess_bulk / out["sampling_s"] if sampler == "nutpie" else float("nan")
     t2 = time.perf_counter()
@@ -106,8 +107,9 @@ def fmt(value, digits=1) -> str:
 
 def print_table(rows: list[dict]) -> None:
     print("| grid | runs | sampler | cache | process wall s | import s | compile s | sampling s | attempts "
-          "| min ESS | ESS/s | max r_hat | div | converged | refit s (swap + sampling) | two-stage fit s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| draws kept per chain | min ESS | ESS/s | max r_hat | div | converged | refit s (swap + sampling) "
+          "| two-stage fit s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['grid']} | | {r['sampler']} | {r.get('cache')} | error: {r['error']} |")
@@ -116,6 +118,7 @@ def print_table(rows: list[dict]) -> None:
                  if "refit_s" in r else "")
         print(f"| {r['grid']} | {r['runs']} | {r['sampler']} | {r['cache']} | {fmt(r['process_wall_s'])} | "
               f"{fmt(r['import_s'])} | {fmt(r['compile_s'])} | {fmt(r['sampling_s'])} | {r['attempts']} | "
+              f"{r.get('draws_kept', '')} | "
               f"{r['min_ess_bulk']:.0f} | {fmt(r['ess_per_s'], 0)} | {r['max_rhat']:.3f} | {r['divergences']} | "
               f"{fmt(r['converged'])} | {refit} | {r['two_stage_s']:.4f} |")
 

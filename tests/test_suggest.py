@@ -96,3 +96,25 @@ def test_a_sweep_centred_on_the_optimum_pins_it_better_than_one_beside_it():
     k0, k1 = window(m, np.log(3e-3), lattice)
     lo, hi = np.exp(np.quantile(m + np.log(3e-3), [0.05, 0.95]))
     assert 1e-3 * 2 ** (k0 / 2) < lo and 1e-3 * 2 ** (k1 / 2) > hi and k1 - k0 + 1 >= 5
+
+
+def test_the_cli_writes_a_plannable_spec_and_asks_for_the_recipe_when_the_fit_names_none(default_fit, tmp_path):
+    from scalefit.train.spec import load_spec
+
+    fit_file = tmp_path / "fit.nc"
+    default_fit.save(fit_file)
+    base = [sys.executable, "-m", "scalefit.cli", "suggest", str(fit_file), "--n-params", "128M",
+            "--n-tokens", "4e8", "--budget", "1e19", "--tokens", "4e8", "8e8"]
+    out = subprocess.run(base + ["-o", str(tmp_path / "a.toml")], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2 and "--spec" in out.stderr and not (tmp_path / "a.toml").exists()
+    recipe = ["--spec", "runners/grids/gpt2_ladder.toml", "--ladder", "models/gpt2.toml"]
+    out = subprocess.run(base + recipe + ["-o", str(tmp_path / "b.toml"), "--table", str(tmp_path / "b.csv")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "expected 90% width" in out.stdout and "spec written" in out.stdout
+    spec = load_spec(tmp_path / "b.toml")
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "b.csv")
+    assert len(spec.cells) == table["n_lrs"].sum() and table["cumulative_flops"].iloc[-1] <= 1e19
+    assert set(c.meta["size"] for c in spec.cells) == set(table["size"])

@@ -143,14 +143,8 @@ def campaign(worlds: int, rounds: int, settings, out: list) -> None:
 
 
 def summarize_campaign(rows: pd.DataFrame) -> str:
-    g = rows.groupby(["round", "strategy"], sort=False)
-    t = g.agg(worlds=("world", "nunique"), width=("width", "mean"), coverage=("covered", "mean"),
-              abs_err=("abs_err", "mean"), flops=("flops", "mean"), converged=("converged", "mean")).reset_index()
-    lines = ["| round | strategy | worlds | mean 90% width (dec) | coverage of truth | mean abs log10 err | FLOPs spent | converged |",
-             "|---|---|---|---|---|---|---|---|"]
-    for _, r in t.iterrows():
-        lines.append(f"| {r['round']} | {r['strategy']} | {r['worlds']} | {r['width']:.3f} | {r['coverage']:.0%} | "
-                     f"{r['abs_err']:.3f} | {r['flops']:.3g} | {r['converged']:.0%} |")
+    lines = _scores_table(rows, ["round", "strategy"], {"worlds": ("world", "nunique")},
+                          ["round", "strategy", "worlds"], "coverage of truth", "FLOPs spent")
     s = rows[(rows["strategy"] == "suggest") & (rows["round"] > 0)].copy()
     if len(s):
         prev = rows[rows["strategy"] == "suggest"].set_index(["world", "round"])["width"]
@@ -228,15 +222,21 @@ def replay(settings, out: list, n_random: int = 5) -> None:
 
 
 def summarize_replay(rows: pd.DataFrame) -> str:
-    t = rows.groupby("method", sort=False).agg(
-        replays=("batch_size", "nunique"), fits=("width", "size"), width=("width", "mean"), abs_err=("abs_err", "mean"),
-        coverage=("covered", "mean"), flops=("flops", "mean"), converged=("converged", "mean")).reset_index()
-    lines = ["| method | batch sizes | fits | mean 90% width (dec) | mean abs log10 err | coverage | FLOPs revealed | converged |",
-             "|---|---|---|---|---|---|---|---|"]
+    return "\n".join(_scores_table(rows, ["method"], {"replays": ("batch_size", "nunique"), "fits": ("width", "size")},
+                                    ["method", "batch sizes", "fits"], "coverage", "FLOPs revealed"))
+
+
+def _scores_table(rows: pd.DataFrame, by: list, counts: dict, heads: list, coverage: str, flops: str) -> list[str]:
+    """Markdown rows of the mean scores per group: width, coverage, error, FLOPs, converged share."""
+    t = rows.groupby(by, sort=False).agg(**counts, width=("width", "mean"), coverage=("covered", "mean"),
+                                         abs_err=("abs_err", "mean"), flops=("flops", "mean"),
+                                         converged=("converged", "mean")).reset_index()
+    cols = heads + ["mean 90% width (dec)", coverage, "mean abs log10 err", flops, "converged"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in t.iterrows():
-        lines.append(f"| {r['method']} | {r['replays']} | {r['fits']} | {r['width']:.3f} | {r['abs_err']:.3f} | "
-                     f"{r['coverage']:.0%} | {r['flops']:.3g} | {r['converged']:.0%} |")
-    return "\n".join(lines)
+        lines.append("| " + " | ".join(str(r[k]) for k in by + list(counts)) + f" | {r['width']:.3f} | "
+                     f"{r['coverage']:.0%} | {r['abs_err']:.3f} | {r['flops']:.3g} | {r['converged']:.0%} |")
+    return lines
 
 
 def main() -> None:

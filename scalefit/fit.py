@@ -59,12 +59,10 @@ class Fit:
         """Which cells to sweep next within `budget` FLOPs (scalefit.suggest): `candidates` from
         `scalefit.suggest.candidates_from_ladder`, else the fitted sizes at `tokens` (default:
         the fitted budgets and twice the largest)."""
-        from scalefit.suggest import candidates_from_table, default_tokens, suggest
+        from scalefit.suggest import suggest
 
-        if candidates is None:
-            candidates = candidates_from_table(self, tokens or default_tokens(self))
         return suggest(self, n_params, n_tokens, budget, candidates=candidates, batch_size=batch_size,
-                       seeds=seeds, lattice=lattice, seed=seed)
+                       seeds=seeds, lattice=lattice, seed=seed, tokens=tokens)
 
     def save(self, path) -> None:
         from scalefit.fitfile import save_fit

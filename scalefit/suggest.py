@@ -236,10 +236,10 @@ def optimum_variance(x: np.ndarray, m, width, floor, noise, asymmetry, fit, seed
 
 def suggest(fit, n_params: float, n_tokens: float, budget: float, candidates: list[Candidate] | None = None,
             batch_size: float | None = None, seeds: int = 1, lattice: dict | None = None,
-            seed: int = 0) -> Suggestion:
+            seed: int = 0, tokens=None) -> Suggestion:
     """The batch of cells (sweeps) that shrinks the target's 90% interval most per FLOP, within
-    `budget` FLOPs. `candidates` default to the fitted sizes at the fitted budgets and twice the
-    largest (6 N D FLOPs per run); give ladder candidates for a runnable spec."""
+    `budget` FLOPs. `candidates` default to the fitted sizes at `tokens` (default: the fitted
+    budgets and twice the largest; 6 N D FLOPs per run); give ladder candidates for a runnable spec."""
     if fit.config.lr_kind != "nominal":
         raise ValueError("suggest works on nominal-LR fits: the eff_lr map adds an uncertainty a new "
                          "sweep does not reduce the same way; fit with --lr-kind nominal")
@@ -249,7 +249,9 @@ def suggest(fit, n_params: float, n_tokens: float, budget: float, candidates: li
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     lattice = {**DEFAULT_LATTICE, **(lattice or {})}
     batch_size = check_batch_size(fit, batch_size)
-    candidates = list(candidates) if candidates is not None else candidates_from_table(fit, default_tokens(fit))
+    if candidates is None:
+        candidates = candidates_from_table(fit, tokens or default_tokens(fit))
+    candidates = list(candidates)
     if not candidates:
         raise ValueError("no candidate cells: give a ladder and token budgets")
     points = [(n_params, n_tokens)] + [(c.n_params, c.n_tokens) for c in candidates]
@@ -319,28 +321,29 @@ class SweepPlan:
     variance: float  # of the cell's optimum from this sweep alone (nats^2)
 
 
-def _use_fitted_optima(fit, draws: dict, candidates) -> list[int | None]:
+def _use_fitted_optima(fit, draws: dict, candidates, first: int = 1) -> list[int | None]:
     """A candidate that repeats a fitted cell measures that cell's own optimum again: its columns
     of the joint draws become the cell's posterior draws. Returns each candidate's cell."""
     cell_draws = {"m": _vector(fit.posterior, "log_lr_opt"), "floor": _vector(fit.posterior, "floor"),
                   "width": np.exp(_vector(fit.posterior, "log_width"))}
     repeats = [_repeats(fit, c) for c in candidates]
-    for j, cell in enumerate(repeats, start=1):
+    for j, cell in enumerate(repeats, start=first):
         if cell is not None:  # its own optimum, valley width and floor, as the fit knows them
             for key, values in cell_draws.items():
                 draws[key][:, j] = values[:, cell]
     return repeats
 
 
-def plan_sweeps(fit, draws: dict, candidates, lattice: dict, seeds: int = 1, seed: int = 0) -> list[SweepPlan]:
-    """Per candidate (column j + 1 of the joint draws): its LRs (its fixed set, or a lattice window
+def plan_sweeps(fit, draws: dict, candidates, lattice: dict, seeds: int = 1, seed: int = 0,
+                first: int = 1) -> list[SweepPlan]:
+    """Per candidate (column `first` + j of the joint draws): its LRs (its fixed set, or a lattice window
     about its predicted optimum), its cost, and how well the sweep alone pins its optimum."""
     rng = np.random.default_rng([seed, 3])
     n = draws["m"].shape[0]
     sub = rng.choice(n, size=min(INFO_DRAWS, n), replace=False)
     a = draws["asymmetry"][sub] if draws["asymmetry"] is not None else None
     plans = []
-    for j, c in enumerate(candidates, start=1):
+    for j, c in enumerate(candidates, start=first):
         if c.lrs is not None:
             krange, lrs = None, tuple(sorted(float(v) for v in c.lrs))
         else:
@@ -358,11 +361,8 @@ def plan_candidates(fit, candidates, batch_size=None, lattice: dict | None = Non
     the same LR windows and costs)."""
     lattice = {**DEFAULT_LATTICE, **(lattice or {})}
     draws = joint_draws(fit, [(c.n_params, c.n_tokens) for c in candidates], batch_size, seed=seed)
-    draws["m"] = np.column_stack([np.zeros(len(draws["m"])), draws["m"]])  # column 0: no target here
-    for key in ("width", "floor", "noise"):
-        draws[key] = np.column_stack([np.zeros(len(draws[key])), draws[key]])
-    _use_fitted_optima(fit, draws, candidates)
-    return plan_sweeps(fit, draws, candidates, lattice, seeds, seed)
+    _use_fitted_optima(fit, draws, candidates, first=0)
+    return plan_sweeps(fit, draws, candidates, lattice, seeds, seed, first=0)
 
 
 def _label(c: Candidate) -> str:

@@ -43,6 +43,9 @@ def _walk(root, n, barrier, q):
         barrier.wait()  # lockstep: every process reaches cell i before anyone moves on
         if store.try_claim(root / f"c{i}", lease_s=600.0):
             won.append(i)
+    # stay alive until every contender has judged the last cell: a claim whose owner has exited is
+    # rightly taken over (CI once saw c999 won twice when its first winner exited early)
+    barrier.wait()
     q.put(won)
 
 

@@ -125,13 +125,17 @@ def initial_values(data: ModelData) -> dict[str, np.ndarray]:
         i = idx[np.argmin(data.y[idx])]
         best_x[c], best_y[c] = data.x[i], data.y[i]
     w = data.centring
-    start = {"law_intercept": np.array(0.0), "law_residual_sd": np.array(INIT_TAU), "floor": best_y,
+    start = {"law_level": np.array(0.0), "law_residual_sd": np.array(INIT_TAU), "floor": best_y,
              # partially non-centred: m = law + tau^(1-w) (m_raw - w law), law = 0 at the start
              "log_lr_opt_raw": best_x / INIT_TAU ** (1 - w)}
-    for name, _, _ in data.terms:
-        start[name] = np.array(0.0)
-    for axis, step in (data.walk_step or {}).items():
-        start[f"law_walk_{axis}_z"] = np.zeros(len(step))
+    walks = data.walk_step or {}
+    for name, axis, power in data.terms:
+        if not (power == 1 and axis in walks):  # those slopes are drawn with their walk
+            start[name] = np.array(0.0)
+    for axis, step in walks.items():
+        start |= {f"law_trend_{axis}": np.array(0.0), f"law_trend_split_{axis}": np.array(0.0)}
+        if len(step) > 1:
+            start[f"law_bridge_{axis}_z"] = np.zeros(len(step) - 1)
     return start
 
 
@@ -404,6 +408,43 @@ def student_t_logsf(t, nu: float, pm, pt):
     return pm.logccdf(pm.StudentT.dist(nu=nu, mu=0.0, sigma=1.0), t)
 
 
+def _law_walk(pm, pt, axis: str, d: dict, kappa_prior: dict, slope_prior: dict, n_steps: int):
+    """The law's form error along `axis` and the law's slope there, drawn together.
+
+    The walk W is a Brownian motion in e-folds t from the smallest value (W(0) = 0, scale
+    kappa); beyond the data it keeps diffusing, so the interval widens with the distance
+    (predict continues it from the fitted cells). It is drawn as its linear part g t
+    (g ~ N(0, kappa^2 / T), T the last position) plus a Brownian bridge, independent of g. The
+    data see only the sum S = b + g of the slope b ~ N(mu, sigma) and g, so S is drawn from its
+    prior marginal and b given S: the split the data cannot see is a standard normal of its
+    own instead of a ridge between slope, walk and intercept (cpu_ladder_v1: tail ESS 47 per
+    4,000 draws for the slope and the walk). The joint prior is unchanged.
+
+    Returns the slope's natural coefficient b, the walk at the positions, and g t_centre (the
+    walk's linear part at the centre of z, which the intercept is drawn net of).
+    """
+    kappa = _scale_prior(pm, f"law_discrepancy_{axis}", kappa_prior)
+    step = d[f"walk_step_{axis}"]
+    t = pt.concatenate([pt.zeros(1), pt.cumsum(step**2)])
+    total = t[-1]
+    mu, sigma = slope_prior["mu"], slope_prior["sigma"]
+    g_var = kappa**2 / total
+    s = pm.Normal(f"law_trend_{axis}", mu=mu, sigma=pt.sqrt(sigma**2 + g_var))
+    r = sigma**2 / (sigma**2 + g_var)
+    b = mu + r * (s - mu) + sigma * pt.sqrt(1 - r) * pm.Normal(f"law_trend_split_{axis}", 0, 1)
+    g = s - b
+    if n_steps > 1:
+        # non-centred bridge: B_k = kappa (T - t_k) sum_{j<=k} sqrt(dt_j / ((T - t_j)(T - t_{j-1}))) z_j
+        inner = pt.sqrt(step[:-1] ** 2 / ((total - t[1:-1]) * (total - t[:-2])))
+        zb = pm.Normal(f"law_bridge_{axis}_z", 0, 1, shape=n_steps - 1)
+        bridge = pt.concatenate([pt.zeros(1), kappa * (total - t[1:-1]) * pt.cumsum(inner * zb), pt.zeros(1)])
+    else:
+        bridge = pt.zeros(2)
+    walk = pm.Deterministic(f"law_walk_{axis}", g * t + bridge)
+    centre_t = -d[f"sd_{axis}"] * pt.min(d[f"z_{axis.lower()}"])
+    return b, walk, g * centre_t
+
+
 def build_model(data: ModelData, config: ModelConfig):
     """The PyMC model for `data` (import of PyMC deferred: the CLI's `check` must stay fast)."""
     import pymc as pm
@@ -415,27 +456,32 @@ def build_model(data: ModelData, config: ModelConfig):
         d = {name: pm.Data(name, value, dims="cell" if name.startswith("z_") or name.endswith("centring") else None)
              for name, value in data.arrays().items()}
         z = {"N": d["z_n"], "D": d["z_d"]}
-
-        law = pm.Normal("law_intercept", **pr["law_intercept"])
         z["B"] = d.get("z_b")  # present only when the law has a batch-size term
+        sds = {a: d.get(f"sd_{a}") for a in ("N", "D", "B")}
+        walks = {axis: _law_walk(pm, pt, axis, d, pr["law_discrepancy"], pr[f"law_slope_{axis}"], len(step))
+                 for axis, step in (data.walk_step or {}).items()}
+        coefs = {}
         for name, axis, power in data.terms:
             # Priors are stated per e-fold (power 1) or per e-fold^2 (power 2); a coefficient on
             # z = (ln v - centre) / sd is the natural one times sd^power.
             # The sd is data (not a constant of the graph), so a refit that swaps in another
             # table keeps its priors per e-fold.
-            sd = term_value({a: d.get(f"sd_{a}") for a in ("N", "D", "B")}, axis, power)
-            coef = pm.Normal(name, mu=pr[name]["mu"] * sd, sigma=pr[name]["sigma"] * sd)
-            pm.Deterministic(f"{name}_natural", coef / sd)
-            law = law + coef * term_value(z, axis, power)
-        for axis, step in (data.walk_step or {}).items():
-            # The law's form error: a Brownian motion in e-folds along the axis, pinned at the
-            # smallest value; beyond the data it keeps diffusing, so the interval widens with
-            # the distance (predict continues it from the fitted cells).
-            kappa = _scale_prior(pm, f"law_discrepancy_{axis}", pr["law_discrepancy"])
-            # Non-centred: its 2-4 increments barely inform kappa, and partial centring by
-            # cells per position gave more divergences on steplaw_moe (18 against 2 per 6,000).
-            steps = kappa * d[f"walk_step_{axis}"] * pm.Normal(f"law_walk_{axis}_z", 0, 1, shape=len(step))
-            walk = pm.Deterministic(f"law_walk_{axis}", pt.concatenate([pt.zeros(1), pt.cumsum(steps)]))
+            sd = term_value(sds, axis, power)
+            if power == 1 and axis in walks:
+                natural = walks[axis][0]
+                coefs[name] = pm.Deterministic(name, natural * sd)
+            else:
+                coefs[name] = pm.Normal(name, mu=pr[name]["mu"] * sd, sigma=pr[name]["sigma"] * sd)
+                natural = coefs[name] / sd
+            pm.Deterministic(f"{name}_natural", natural)
+        # The data pin the law's level where the cells are, net of the walk's linear part: the
+        # intercept is drawn as that level (centred) and recovered exactly.
+        shift = sum((w[2] for w in walks.values()), pt.constant(0.0))
+        level = pm.Normal("law_level", mu=pr["law_intercept"]["mu"] + shift, sigma=pr["law_intercept"]["sigma"])
+        law = pm.Deterministic("law_intercept", level - shift)
+        for name, axis, power in data.terms:
+            law = law + coefs[name] * term_value(z, axis, power)
+        for axis, (_, walk, _) in walks.items():
             law = law + walk[d[f"walk_index_{axis}"]]
         tau = _scale_prior(pm, "law_residual_sd", pr["law_residual_sd"])
         # Partially non-centred by how informative each cell's own sweep is (cell_centring):

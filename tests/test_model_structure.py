@@ -82,14 +82,40 @@ def test_prepare_standardizes_on_fitted_cells_only():
 def test_model_structure_follows_config(default_table):
     data = prepare(default_table.runs, default_table.cells, ModelConfig(axis="ND"))
     model = build_model(data, ModelConfig(axis="ND"))
-    names = {v.name for v in model.free_RVs}
+    names = set(model.named_vars)
     assert {"law_slope_N", "law_curvature_N", "law_slope_D", "law_curvature_D", "valley_asymmetry"} <= names
     assert model.dim_lengths["cell"].eval() == len(default_table.cells)
     lin = build_model(prepare(default_table.runs, default_table.cells, ModelConfig(axis="D", law="linear",
                                                                                   valley="quadratic")),
                       ModelConfig(axis="D", law="linear", valley="quadratic"))
-    lin_names = {v.name for v in lin.free_RVs}
+    lin_names = set(lin.named_vars)
     assert "law_slope_D" in lin_names and not any("curvature" in n or "asymmetry" in n for n in lin_names)
+
+
+def test_slope_and_walk_drawn_together_keep_the_stated_prior(default_table):
+    """The law's slope and discrepancy walk are drawn as their sum plus a split the data cannot
+    see (scalefit.model._law_walk): the prior must still be intercept ~ N(0, 2), slope ~ N(mu,
+    sigma) and a Brownian walk with E[kappa^2] min(t_i, t_j) covariance, all independent."""
+    import pymc as pm
+
+    config = ModelConfig(axis="ND")
+    data = prepare(default_table.runs, default_table.cells, config)
+    model = build_model(data, config)
+    assert {"law_trend_N", "law_trend_split_N", "law_level"} <= {v.name for v in model.free_RVs}
+    names = ["law_intercept", "law_slope_N_natural", "law_walk_N"]
+    a, b, w = (np.asarray(v) for v in pm.draw([model[n] for n in names], draws=40000, random_seed=3))
+    x = np.column_stack([a, b, w[:, 1:]])
+    t = np.cumsum(data.walk_step["N"] ** 2)
+    pr = config.priors
+    expected = np.zeros((x.shape[1], x.shape[1]))
+    expected[0, 0] = pr["law_intercept"]["sigma"] ** 2
+    expected[1, 1] = pr["law_slope_N"]["sigma"] ** 2
+    expected[2:, 2:] = pr["law_discrepancy"]["sigma"] ** 2 * np.minimum.outer(t, t)  # E[kappa^2] = sigma^2
+    sd = np.sqrt(np.diag(expected))
+    assert np.allclose(x.mean(0), [pr["law_intercept"]["mu"], pr["law_slope_N"]["mu"]] + [0] * len(t),
+                       atol=4 * sd / np.sqrt(len(x)) + 1e-9)
+    assert np.abs(np.cov(x.T) - expected).max() / sd.max() ** 2 < 0.03
+    assert np.abs(np.corrcoef(x.T) - expected / np.outer(sd, sd)).max() < 0.03
 
 
 def test_centring_follows_each_cells_information_and_scale_priors_follow_config(default_table):

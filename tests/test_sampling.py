@@ -60,7 +60,7 @@ def test_a_stop_at_the_ess_target_keeps_exactly_the_first_draws_of_the_full_run(
     from scalefit.sampling import SamplerSettings, _draw_nutpie, convergence
 
     full = _draw_nutpie(compiled, SamplerSettings(draws=1500, tune=300, seed=3, target_ess=None), 0.9, False)
-    rule = SamplerSettings(draws=1500, tune=300, seed=3, target_ess=150, check_every=100)
+    rule = SamplerSettings(draws=1500, tune=300, seed=3, target_ess=100, check_every=100)
     stopped = _draw_nutpie(compiled, rule, 0.9, False)
     again = _draw_nutpie(compiled, rule, 0.9, False)
     k = stopped["posterior"].to_dataset().sizes["draw"]
@@ -69,8 +69,8 @@ def test_a_stop_at_the_ess_target_keeps_exactly_the_first_draws_of_the_full_run(
     np.testing.assert_array_equal(_posterior_values(stopped), _posterior_values(full)[:, :k])
     from scalefit.sampling import _first_draws, _reached
 
-    assert _reached(stopped, 150) and convergence(stopped).min_ess_tail >= 150
-    assert k == 100 or not _reached(_first_draws(full, k - 100), 150)  # the first checkpoint that qualifies
+    assert _reached(stopped, 100) and convergence(stopped).min_ess_tail >= 100
+    assert k == 100 or not _reached(_first_draws(full, k - 100), 100)  # the first checkpoint that qualifies
 
 
 @pytest.mark.slow

@@ -114,6 +114,12 @@ class ModelData:
 INIT_TAU = 0.3  # initial law residual sd, so a non-centred start can put each cell at its best run
 
 
+def slopes_with_walk(data: ModelData) -> dict[str, str]:
+    """Law slope terms drawn together with their axis's discrepancy walk (`_law_walk`): name -> axis."""
+    walks = data.walk_step or {}
+    return {name: axis for name, axis, power in data.terms if power == 1 and axis in walks}
+
+
 def initial_values(data: ModelData) -> dict[str, np.ndarray]:
     """Start each cell at its best observed run with the law flat at zero: far from it, the
     exponential valley sides overflow and a chain can stall before adaptation begins."""
@@ -128,11 +134,11 @@ def initial_values(data: ModelData) -> dict[str, np.ndarray]:
     start = {"law_level": np.array(0.0), "law_residual_sd": np.array(INIT_TAU), "floor": best_y,
              # partially non-centred: m = law + tau^(1-w) (m_raw - w law), law = 0 at the start
              "log_lr_opt_raw": best_x / INIT_TAU ** (1 - w)}
-    walks = data.walk_step or {}
-    for name, axis, power in data.terms:
-        if not (power == 1 and axis in walks):  # those slopes are drawn with their walk
+    with_walk = slopes_with_walk(data)
+    for name, _, _ in data.terms:
+        if name not in with_walk:
             start[name] = np.array(0.0)
-    for axis, step in walks.items():
+    for axis, step in (data.walk_step or {}).items():
         start |= {f"law_trend_{axis}": np.array(0.0), f"law_trend_split_{axis}": np.array(0.0)}
         if len(step) > 1:
             start[f"law_bridge_{axis}_z"] = np.zeros(len(step) - 1)
@@ -434,7 +440,9 @@ def _law_walk(pm, pt, axis: str, d: dict, kappa_prior: dict, slope_prior: dict, 
     b = mu + r * (s - mu) + sigma * pt.sqrt(1 - r) * pm.Normal(f"law_trend_split_{axis}", 0, 1)
     g = s - b
     if n_steps > 1:
-        # non-centred bridge: B_k = kappa (T - t_k) sum_{j<=k} sqrt(dt_j / ((T - t_j)(T - t_{j-1}))) z_j
+        # Non-centred: a few increments barely inform kappa, and partial centring by cells per
+        # position gave more divergences on steplaw_moe (18 against 2 per 6,000).
+        # B_k = kappa (T - t_k) sum_{j<=k} sqrt(dt_j / ((T - t_j)(T - t_{j-1}))) z_j
         inner = pt.sqrt(step[:-1] ** 2 / ((total - t[1:-1]) * (total - t[:-2])))
         zb = pm.Normal(f"law_bridge_{axis}_z", 0, 1, shape=n_steps - 1)
         bridge = pt.concatenate([pt.zeros(1), kappa * (total - t[1:-1]) * pt.cumsum(inner * zb), pt.zeros(1)])
@@ -460,6 +468,7 @@ def build_model(data: ModelData, config: ModelConfig):
         sds = {a: d.get(f"sd_{a}") for a in ("N", "D", "B")}
         walks = {axis: _law_walk(pm, pt, axis, d, pr["law_discrepancy"], pr[f"law_slope_{axis}"], len(step))
                  for axis, step in (data.walk_step or {}).items()}
+        with_walk = slopes_with_walk(data)
         coefs = {}
         for name, axis, power in data.terms:
             # Priors are stated per e-fold (power 1) or per e-fold^2 (power 2); a coefficient on
@@ -467,7 +476,7 @@ def build_model(data: ModelData, config: ModelConfig):
             # The sd is data (not a constant of the graph), so a refit that swaps in another
             # table keeps its priors per e-fold.
             sd = term_value(sds, axis, power)
-            if power == 1 and axis in walks:
+            if name in with_walk:
                 natural = walks[axis][0]
                 coefs[name] = pm.Deterministic(name, natural * sd)
             else:

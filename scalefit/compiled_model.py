@@ -33,8 +33,12 @@ def compile_cached(model, initial_points=None, structure_key: str | None = None)
     and rewriting too (~4 of the ~5 s left after the callbacks are cached) and only loads the two
     callbacks; any mismatch or cache miss falls back to the full path.
     """
-    from nutpie import compile_pymc as nc
     from pymc.initial_point import make_initial_point_fn
+
+    from scalefit.nutpie_import import import_nutpie
+
+    import_nutpie()
+    from nutpie import compile_pymc as nc
 
     point_fn = nc._wrap_with_lock(make_initial_point_fn(
         model=model, overrides=initial_points, default_strategy="support_point",

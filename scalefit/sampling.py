@@ -84,12 +84,14 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
     """Everything the model's graph depends on: the config, the data's structure and dtypes, the
     code that builds and compiles it, and the library versions. Keys the compiled-model cache."""
     import numba
-    import nutpie
     import pymc
     import pytensor
 
     import scalefit.compiled_model
     import scalefit.model
+    from scalefit.nutpie_import import import_nutpie
+
+    nutpie = import_nutpie()
 
     parts = {
         "config": config.to_json(), "structure": repr(data.structure()),
@@ -167,8 +169,9 @@ def _draw_nutpie(compiled, settings: SamplerSettings, target_accept: float, stop
     (settings.target_ess), or, with `stop_on_divergence`, at the first divergence."""
     import threading
 
-    import nutpie
+    from scalefit.nutpie_import import import_nutpie
 
+    nutpie = import_nutpie()
     adaptive = settings.target_ess is not None or stop_on_divergence
     kwargs = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                   cores=min(settings.chains, os.cpu_count() or 1), seed=settings.seed,

@@ -83,9 +83,9 @@ def fit_report(fit) -> str:
             p = float(np.mean(post[name].values > 0))
             lines.append(f"  P(curvature along {axis} > 0) = {p:.3f}")
     if fit.tree.attrs.get("retried_after_divergences"):
-        changes = [f"target_accept {fit.tree.attrs['target_accept']}"]
-        if fit.tree.attrs.get("optima_noncentred"):
-            changes.append("every optimum non-centred")
+        changes = [f"target_accept {fit.tree.attrs['target_accept']}",
+                   "every optimum non-centred" if fit.tree.attrs.get("optima_noncentred")
+                   else "optima centred by each cell's information"]
         lines.append(f"sampler: the first attempt diverged ({fit.tree.attrs['retried_after_divergences']} "
                      f"divergent draws when stopped); redrawn with {', '.join(changes)}")
     if "sampling_s" in fit.tree.attrs:

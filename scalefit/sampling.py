@@ -50,6 +50,11 @@ class SamplerSettings:
     # 6,000 draws, 0.95 gave 2, 0.99 none at 4x the sampling time: pay it only when needed.
     target_accept: float = 0.9
     retry_target_accept: float | None = 0.99
+    # The first level for tables with few cells (FEW_CELLS): cpu_ladder_v1 (15 cells) diverged
+    # non-centred at 0.9 in 5 of 6 seeds (a rare excursion to a small noise scale) and in none of
+    # 6 at 0.95, one attempt of 3.4-4.3 s; steplaw_moe (80 cells) is clean at 0.9, and 0.95 costs
+    # it 20-30% more. None: target_accept for every table.
+    few_cells_target_accept: float | None = 0.95
     # nutpie: stop at the first multiple of check_every draws per chain where bulk and tail ESS
     # both reach target_ess and r_hat <= 1.01 (None: always every draw). The bundled grid
     # reaches 400 in ~1/3 of the 3,000 draws it used to take.
@@ -106,24 +111,17 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
 def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = SamplerSettings()):
     """Draw from the posterior; returns an xarray DataTree (posterior, sample_stats).
 
-    Draws that diverge are redone (with `settings.retry_target_accept` set), in this order:
-    every optimum non-centred at the same target acceptance, then the fit's own centring at the
-    retry level (smaller steps), then both. The geometry changes, the posterior does not. With
+    Draws that diverge are redone (with `settings.retry_target_accept` set) in the order of
+    `attempt_order`: the other geometry for the optima (non-centred or centred by each cell's
+    information) at the same target acceptance, then both at the retry level (smaller steps).
+    The geometry changes, the posterior does not. With
     nutpie an attempt that diverges is stopped at its first checkpoint, and a clean one at the
     first checkpoint where it has converged (`settings.target_ess`): what is kept depends only
     on the draws up to that checkpoint, never on when the sampler was looked at. The tree's
     attrs say which attempt the draws come from, how many draws it kept, and how the time split
     between compiling (or loading the compiled model) and sampling.
     """
-    noncentred = dataclasses.replace(data, centring=np.zeros_like(data.centring))
-    attempts = [(settings.target_accept, data, 0)]
-    retry = settings.retry_target_accept
-    if retry and retry > settings.target_accept:
-        # Partly centred optima funnel when tau is small (cpu_ladder_v1: divergences in 3 of 4
-        # seeds at 0.9, none non-centred); steplaw_moe diverges either way at 0.9, not at 0.99.
-        if np.any(data.centring > 0):
-            attempts.append((settings.target_accept, noncentred, 1))
-        attempts += [(retry, data, 0), (retry, noncentred, 1)]
+    attempts = attempt_order(data, settings)
     first_divergences = None
     compile_s = sampling_s = 0.0
     for i, (target, d, nc) in enumerate(attempts):
@@ -142,10 +140,38 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
     tree.attrs["draws_kept"] = int(tree["posterior"].to_dataset().sizes["draw"])
     tree.attrs["compile_s"] = round(compile_s, 3)  # includes data swaps
     tree.attrs["sampling_s"] = round(sampling_s, 3)  # every attempt's draws
+    tree.attrs["optima_noncentred"] = nc
     if i:
         tree.attrs["retried_after_divergences"] = first_divergences
-        tree.attrs["optima_noncentred"] = nc
     return tree
+
+
+# Below this many cells with data the law's residual sd tau is loosely pinned and its posterior
+# reaches towards 0, where centred optima funnel: cpu_ladder_v1 (15 cells) diverged centred at
+# 0.9 in 5 of 5 seeds, non-centred in 2 of 5; steplaw_moe (80) centred in 0 of 5 fits, and
+# non-centred took twice the leapfrog steps per draw.
+FEW_CELLS = 30
+
+
+def attempt_order(data: ModelData, settings: SamplerSettings) -> list[tuple[float, ModelData, int]]:
+    """(target acceptance, data, optima non-centred?) per attempt, tried until one is clean: the
+    geometry and acceptance level that suit the table first, then the other geometry, then both
+    at the retry level (none without a retry level)."""
+    noncentred = dataclasses.replace(data, centring=np.zeros_like(data.centring))
+    own, other = (data, 0), (noncentred, 1)
+    few = np.unique(data.cell[data.weight > 0]).size < FEW_CELLS
+    if not np.any(data.centring > 0):
+        own = other = (data, 1)
+    elif few:
+        own, other = other, own
+    first = settings.target_accept
+    if few and settings.few_cells_target_accept:
+        first = max(first, settings.few_cells_target_accept)
+    retry = settings.retry_target_accept
+    if not retry or retry <= first:  # no retries asked for
+        return [(first, *own)]
+    geometries = [own] if own[0] is other[0] else [own, other]
+    return [(target, d, nc) for target in (first, retry) for d, nc in geometries]
 
 
 def _draw(data: ModelData, config: ModelConfig, settings: SamplerSettings, target_accept: float, compiled,

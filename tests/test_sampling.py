@@ -87,3 +87,34 @@ def test_a_diverging_attempt_stops_at_the_first_checkpoint_past_its_first_diverg
     k = stopped["posterior"].to_dataset().sizes["draw"]
     assert k == min((first // 100 + 1) * 100, 1200)
     np.testing.assert_array_equal(_posterior_values(stopped), _posterior_values(full)[:, :k])
+
+
+def test_attempt_order_puts_the_geometry_that_suits_the_table_first():
+    """Few cells: non-centred optima first (tau's posterior reaches towards 0), at 0.95; many:
+    the table's own centring first, at 0.9. Each geometry is tried at 0.9 before either is retried at 0.99,
+    and a table whose optima are all non-centred anyway is not tried twice per level."""
+    from scalefit.model import ModelData
+    from scalefit.sampling import FEW_CELLS, SamplerSettings, attempt_order
+
+    def table(n_cells, centring):
+        cell = np.repeat(np.arange(n_cells), 4)
+        zeros = np.zeros(n_cells)
+        return ModelData(x=np.zeros(cell.size), y=np.zeros(cell.size), cell=cell, censored=np.zeros(cell.size),
+                         weight=np.ones(cell.size), threshold=np.zeros(cell.size), z_n=zeros, z_d=zeros, std=None,
+                         centring=np.full(n_cells, centring), width_centring=zeros)
+
+    settings = SamplerSettings()
+    few = attempt_order(table(FEW_CELLS - 1, 0.9), settings)
+    many = attempt_order(table(FEW_CELLS, 0.9), settings)
+    assert [(t, nc) for t, _, nc in few] == [(0.95, 1), (0.95, 0), (0.99, 1), (0.99, 0)]
+    assert [(t, nc) for t, _, nc in many] == [(0.9, 0), (0.9, 1), (0.99, 0), (0.99, 1)]
+    assert all(np.all(d.centring == 0) == bool(nc) for _, d, nc in few + many)
+    flat = attempt_order(table(FEW_CELLS, 0.0), settings)
+    assert [(t, nc) for t, _, nc in flat] == [(0.9, 1), (0.99, 1)]
+    # only cells with data count: held-out cells keep their place but do not pin tau
+    held = table(FEW_CELLS, 0.9)
+    held.weight[held.cell >= FEW_CELLS - 1] = 0.0
+    assert attempt_order(held, settings)[0][2] == 1
+    assert [t for t, _, _ in attempt_order(table(5, 0.9), SamplerSettings(retry_target_accept=None))] == [0.95]
+    plain = SamplerSettings(few_cells_target_accept=None)
+    assert [t for t, _, _ in attempt_order(table(5, 0.9), plain)] == [0.9, 0.9, 0.99, 0.99]

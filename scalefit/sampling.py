@@ -45,15 +45,16 @@ class SamplerSettings:
     sampler: str = "nutpie"
     seed: int = 0
     progress: bool = False
-    # NUTS target acceptance; after any divergence the fit is redrawn once at the retry level
-    # (smaller steps). On steplaw_moe (80 cells, ln B in the law) 0.8 gave 72 divergences per
-    # 6,000 draws, 0.95 gave 2, 0.99 none at 4x the sampling time: pay it only when needed.
+    # NUTS target acceptance; after divergences the fit is redrawn (attempt_order), in the end at
+    # the retry level (smaller steps). On steplaw_moe (80 cells, ln B in the law, before the
+    # slope/walk reparameterization) 0.8 gave 72 divergences per 6,000 draws, 0.95 gave 2, 0.99
+    # none at 4x the sampling time: pay it only when needed.
     target_accept: float = 0.9
     retry_target_accept: float | None = 0.99
     # The first level for tables with few cells (FEW_CELLS): cpu_ladder_v1 (15 cells) diverged
     # non-centred at 0.9 in 5 of 6 seeds (a rare excursion to a small noise scale) and in none of
     # 6 at 0.95, one attempt of 3.4-4.3 s; steplaw_moe (80 cells) is clean at 0.9, and 0.95 costs
-    # it 20-30% more. None: target_accept for every table.
+    # it ~30% more. None: target_accept for every table.
     few_cells_target_accept: float | None = 0.95
     # nutpie: stop at the first multiple of check_every draws per chain where bulk and tail ESS
     # both reach target_ess and r_hat <= 1.01 (None: always every draw). The bundled grid
@@ -114,8 +115,8 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
     Draws that diverge are redone (with `settings.retry_target_accept` set) in the order of
     `attempt_order`: the other geometry for the optima (non-centred or centred by each cell's
     information) at the same target acceptance, then both at the retry level (smaller steps).
-    The geometry changes, the posterior does not. With
-    nutpie an attempt that diverges is stopped at its first checkpoint, and a clean one at the
+    The geometry changes, the posterior does not. With nutpie an attempt that diverges is
+    stopped at its first checkpoint, and a clean one at the
     first checkpoint where it has converged (`settings.target_ess`): what is kept depends only
     on the draws up to that checkpoint, never on when the sampler was looked at. The tree's
     attrs say which attempt the draws come from, how many draws it kept, and how the time split
@@ -148,8 +149,9 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
 
 # Below this many cells with data the law's residual sd tau is loosely pinned and its posterior
 # reaches towards 0, where centred optima funnel: cpu_ladder_v1 (15 cells) diverged centred at
-# 0.9 in 5 of 5 seeds, non-centred in 2 of 5; steplaw_moe (80) centred in 0 of 5 fits, and
-# non-centred took twice the leapfrog steps per draw.
+# 0.9 in 5 of 5 seeds; steplaw_moe (80) centred in 0 of 5 fits, and non-centred took twice the
+# leapfrog steps per draw. On the calibration harness this order cut the time by 30% with the
+# same answers (README, "Attempt order").
 FEW_CELLS = 30
 
 

@@ -2,7 +2,7 @@
 
 nutpie's `sample` module imports `arviz` at its top for two functions, `from_dict` and
 `dict_to_dataset`, which live in `arviz_base`. The `arviz` package also imports arviz_stats
-(scipy.stats) and arviz_plots (matplotlib): 1.5 of the 2.8 s that `import nutpie` takes on
+(scipy.stats) and arviz_plots (matplotlib): 1.9 of the 2.8 s that `import nutpie` took on
 2 cores, paid by every fresh `scalefit fit`. While nutpie loads, `arviz` resolves to a stand-in
 that serves arviz_base's names and imports the real package for anything else; afterwards
 `import arviz` anywhere gets the real package as usual.

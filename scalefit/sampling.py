@@ -159,20 +159,18 @@ def attempt_order(data: ModelData, settings: SamplerSettings) -> list[tuple[floa
     """(target acceptance, data, optima non-centred?) per attempt, tried until one is clean: the
     geometry and acceptance level that suit the table first, then the other geometry, then both
     at the retry level (none without a retry level)."""
-    noncentred = dataclasses.replace(data, centring=np.zeros_like(data.centring))
-    own, other = (data, 0), (noncentred, 1)
     few = np.unique(data.cell[data.weight > 0]).size < FEW_CELLS
     if not np.any(data.centring > 0):
-        own = other = (data, 1)
-    elif few:
-        own, other = other, own
+        geometries = [(data, 1)]
+    else:
+        noncentred = (dataclasses.replace(data, centring=np.zeros_like(data.centring)), 1)
+        geometries = [noncentred, (data, 0)] if few else [(data, 0), noncentred]
     first = settings.target_accept
     if few and settings.few_cells_target_accept:
         first = max(first, settings.few_cells_target_accept)
     retry = settings.retry_target_accept
     if not retry or retry <= first:  # no retries asked for
-        return [(first, *own)]
-    geometries = [own] if own[0] is other[0] else [own, other]
+        return [(first, *geometries[0])]
     return [(target, d, nc) for target in (first, retry) for d, nc in geometries]
 
 

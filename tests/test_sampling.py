@@ -91,8 +91,9 @@ def test_a_diverging_attempt_stops_at_the_first_checkpoint_past_its_first_diverg
 
 def test_attempt_order_puts_the_geometry_that_suits_the_table_first():
     """Few cells: non-centred optima first (tau's posterior reaches towards 0), at 0.95; many:
-    the table's own centring first, at 0.9. Each geometry is tried at 0.9 before either is retried at 0.99,
-    and a table whose optima are all non-centred anyway is not tried twice per level."""
+    the table's own centring first, at 0.9. Both geometries are tried at the first level before
+    either is retried at 0.99; a table whose optima are all non-centred anyway is tried once per
+    level."""
     from scalefit.model import ModelData
     from scalefit.sampling import FEW_CELLS, SamplerSettings, attempt_order
 

@@ -79,7 +79,7 @@ def save_fit(fit, path) -> None:
         "held_out": json.dumps(list(fit.held_out)),
         "table_options": json.dumps({"cell_by": list(fit.table.cell_by), "source": fit.table.source}),
         **{k: fit.tree.attrs[k] for k in ("target_accept", "retried_after_divergences", "optima_noncentred",
-                                          "attempts", "draws_kept", "compile_s", "sampling_s")
+                                          "walk_centring", "attempts", "draws_kept", "compile_s", "sampling_s")
            if k in fit.tree.attrs},
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

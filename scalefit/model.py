@@ -83,6 +83,9 @@ class ModelData:
     # the table's distinct ln values (held-out cells included), and sqrt of the e-fold gaps.
     walk_index: dict = None
     walk_step: dict = None
+    # How far the walks' bridges are centred (0 non-centred, 1 centred): a geometry the
+    # sampler may switch to (scalefit.sampling.attempt_order), never a change of posterior.
+    walk_centring: float = 0.0
 
     @property
     def n_cells(self) -> int:
@@ -99,7 +102,10 @@ class ModelData:
         where needed). Lengths may change between refits; the number of cells may not."""
         obs = (self.weight > 0) & (self.censored == 0)
         cens = (self.weight > 0) & (self.censored > 0)
+        share = np.zeros(self.n_cells)  # equal shares of the cells with data (held-out cells: 0)
+        share[np.unique(self.cell[self.weight > 0])] = 1.0
         return {
+            "cell_share": share / max(share.sum(), 1.0),
             "x_obs": self.x[obs], "y_obs": self.y[obs], "cell_obs": self.cell[obs],
             "x_cens": self.x[cens], "threshold_cens": self.threshold[cens], "cell_cens": self.cell[cens],
             "z_n": self.z_n, "z_d": self.z_d, "centring": self.centring, "width_centring": self.width_centring,
@@ -107,6 +113,7 @@ class ModelData:
             **{f"sd_{a}": np.asarray(self.std.center_scale(a)[1], dtype=float) for a in self.law_axes},
             **{f"walk_index_{a}": v for a, v in (self.walk_index or {}).items()},
             **{f"walk_step_{a}": v for a, v in (self.walk_step or {}).items()},
+            **({"walk_centre_power": np.asarray(float(self.walk_centring))} if self.walk_step else {}),
 
         }
 
@@ -114,10 +121,12 @@ class ModelData:
 INIT_TAU = 0.3  # initial law residual sd, so a non-centred start can put each cell at its best run
 
 
-def slopes_with_walk(data: ModelData) -> dict[str, str]:
-    """Law slope terms drawn together with their axis's discrepancy walk (`_law_walk`): name -> axis."""
+def terms_with_walk(data: ModelData) -> dict[str, str]:
+    """Law terms drawn together with their axis's discrepancy walk (`_law_walk`): name -> axis.
+    Every slope along a walked axis; a curvature too when the walk has interior positions."""
     walks = data.walk_step or {}
-    return {name: axis for name, axis, power in data.terms if power == 1 and axis in walks}
+    return {name: axis for name, axis, power in data.terms
+            if axis in walks and (power == 1 or (power == 2 and len(walks[axis]) > 1))}
 
 
 def initial_values(data: ModelData) -> dict[str, np.ndarray]:
@@ -134,7 +143,7 @@ def initial_values(data: ModelData) -> dict[str, np.ndarray]:
     start = {"law_level": np.array(0.0), "law_residual_sd": np.array(INIT_TAU), "floor": best_y,
              # partially non-centred: m = law + tau^(1-w) (m_raw - w law), law = 0 at the start
              "log_lr_opt_raw": best_x / INIT_TAU ** (1 - w)}
-    with_walk = slopes_with_walk(data)
+    with_walk = terms_with_walk(data)
     for name, _, _ in data.terms:
         if name not in with_walk:
             start[name] = np.array(0.0)
@@ -142,6 +151,8 @@ def initial_values(data: ModelData) -> dict[str, np.ndarray]:
         start |= {f"law_trend_{axis}": np.array(0.0), f"law_trend_split_{axis}": np.array(0.0)}
         if len(step) > 1:
             start[f"law_bridge_{axis}_z"] = np.zeros(len(step) - 1)
+        if f"law_curvature_{axis}" in with_walk:
+            start |= {f"law_bend_{axis}": np.array(0.0), f"law_bend_split_{axis}": np.array(0.0)}
     return start
 
 
@@ -253,8 +264,14 @@ def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_o
             if len(step):
                 walk_index[axis], walk_step[axis] = index, step
     x_all = log_lr - std.x_center
+    terms = tuple(law_terms(config, law_axes))
+    z_cells = {"N": std.z("N", cells["n_params"].to_numpy(dtype=float)),
+               "D": std.z("D", cells["n_tokens"].to_numpy(dtype=float)),
+               "B": std.z("B", batch) if b_varies else np.zeros(len(cells))}
+    design = np.column_stack([np.ones(len(cells))] + [term_value(z_cells, axis, power) for _, axis, power in terms])
     centring, width_centring = cell_centring(
-        x_all, np.where(np.isfinite(loss), (loss - std.y_center) / std.y_scale, 0.0), cell, observed, len(cells))
+        x_all, np.where(np.isfinite(loss), (loss - std.y_center) / std.y_scale, 0.0), cell, observed, len(cells),
+        design)
     return ModelData(
         x=log_lr - std.x_center,
         y=np.where(weight > 0, y_std, 0.0) * (1 - censored),
@@ -262,12 +279,12 @@ def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_o
         censored=censored,
         weight=weight,
         threshold=thr,
-        z_n=std.z("N", cells["n_params"].to_numpy(dtype=float)),
-        z_d=std.z("D", cells["n_tokens"].to_numpy(dtype=float)),
+        z_n=z_cells["N"],
+        z_d=z_cells["D"],
         std=std,
-        z_b=std.z("B", batch) if b_varies else np.zeros(len(cells)),
+        z_b=z_cells["B"],
         centring=centring, width_centring=width_centring,
-        law_axes=law_axes, terms=tuple(law_terms(config, law_axes)), walk_index=walk_index, walk_step=walk_step,
+        law_axes=law_axes, terms=terms, walk_index=walk_index, walk_step=walk_step,
     )
 
 
@@ -286,41 +303,70 @@ def distinct_logs(values) -> tuple[np.ndarray, np.ndarray]:
 
 
 # The cell-to-cell scatters the centring rule compares a cell's own precision with: of the
-# optimum (nats of LR) and of the log valley width.
+# optimum (nats of LR; used when the table has too few cells to estimate it) and of the log
+# valley width.
 TYPICAL_TAU = 0.3
 TYPICAL_WIDTH_SD = 0.5
+MIN_SCATTER_DOF = 5  # cells beyond the law's coefficients needed to estimate the optima's scatter
 
 
-def cell_centring(x, y, cell, observed, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+def cell_centring(x, y, cell, observed, n_cells: int, design=None) -> tuple[np.ndarray, np.ndarray]:
     """How far to centre each cell's optimum and log width, by how informative its own sweep is.
 
     Partially non-centred parameterization (Papaspiliopoulos, Roberts & Skold 2007, Stat. Sci.
     22:59): w = s^2 / (s^2 + se^2), with se the standard error of the vertex (optimum) or of the
     log curvature (width) of a least-squares parabola through the cell's observed runs, and s the
-    typical cell-to-cell scatter. A sweep that pins its optimum (se << s) is centred, a thin or
-    flat one non-centred, a cell without data gets 0. It changes only the geometry the sampler
-    sees, never the posterior.
+    cell-to-cell scatter. For the optima s is the scatter of the vertices around a least-squares
+    fit of the law (`design`: one row of law covariates per cell, `optimum_scatter`), else
+    TYPICAL_TAU; for the widths TYPICAL_WIDTH_SD. A sweep that pins its optimum (se << s) is
+    centred, a thin or flat one, or any cell of a table whose optima sit on the law, non-centred;
+    a cell without data gets 0. It changes only the geometry the sampler sees, never the
+    posterior.
     """
     w_opt, w_width = np.zeros(n_cells), np.zeros(n_cells)
+    cells, vertex, se2_opt, se2_width = [], [], [], []
     for c in np.unique(cell[observed]):
         idx = np.flatnonzero(observed & (cell == c))
         xs, ys = x[idx], y[idx]
         if len(np.unique(np.round(xs, 9))) < 3 or len(idx) < 4:
             continue
-        design = np.column_stack([xs**2, xs, np.ones_like(xs)])
-        coef, *_ = np.linalg.lstsq(design, ys, rcond=None)
+        parabola = np.column_stack([xs**2, xs, np.ones_like(xs)])
+        coef, *_ = np.linalg.lstsq(parabola, ys, rcond=None)
         a, b = coef[0], coef[1]
         if a <= 0:
             continue
-        resid = ys - design @ coef
+        resid = ys - parabola @ coef
         s2 = float(resid @ resid) / max(len(idx) - 3, 1)
-        cov = s2 * np.linalg.pinv(design.T @ design)
+        cov = s2 * np.linalg.pinv(parabola.T @ parabola)
         grad = np.array([b / (2 * a * a), -1 / (2 * a)])  # d vertex / d (a, b)
-        se2_opt = float(grad @ cov[:2, :2] @ grad)
-        se2_log_width = float(cov[0, 0]) / a**2
-        w_opt[c] = TYPICAL_TAU**2 / (TYPICAL_TAU**2 + se2_opt)
-        w_width[c] = TYPICAL_WIDTH_SD**2 / (TYPICAL_WIDTH_SD**2 + se2_log_width)
+        cells.append(c)
+        vertex.append(-b / (2 * a))
+        se2_opt.append(float(grad @ cov[:2, :2] @ grad))
+        se2_width.append(float(cov[0, 0]) / a**2)
+    if not cells:
+        return w_opt, w_width
+    cells, se2_opt, se2_width = np.array(cells), np.array(se2_opt), np.array(se2_width)
+    tau = optimum_scatter(np.array(vertex), se2_opt, design[cells]) if design is not None else None
+    tau = TYPICAL_TAU if tau is None else tau
+    w_opt[cells] = tau**2 / (tau**2 + se2_opt) if tau > 0 else 0.0
+    w_width[cells] = TYPICAL_WIDTH_SD**2 / (TYPICAL_WIDTH_SD**2 + se2_width)
     return w_opt, w_width
+
+
+def optimum_scatter(vertex, se2, design) -> float | None:
+    """The optima's scatter around the law, by moments: the residual sum of squares of a
+    least-squares law fit to the cells' vertices is tau^2 (n - p) + sum (1 - h_i) se_i^2 in
+    expectation (h the hat matrix's diagonal), floored at 0. None with fewer than
+    MIN_SCATTER_DOF cells beyond the law's p coefficients. A table whose optima lie on the law
+    (synthetic2000: the truth has none; hyperball 130M: posterior tau 0.01-0.02) gets 0, and its
+    optima non-centred: centred, they funnel as tau's posterior reaches 0."""
+    n, p = design.shape
+    if n - p < MIN_SCATTER_DOF:
+        return None
+    hat = design @ np.linalg.pinv(design)
+    resid = vertex - hat @ vertex
+    excess = float(resid @ resid) - float(np.sum((1 - np.diag(hat)) * se2))
+    return float(np.sqrt(max(excess, 0.0) / (n - p)))
 
 
 def valley_shape(d, asymmetry=None, xp=np):
@@ -414,43 +460,85 @@ def student_t_logsf(t, nu: float, pm, pt):
     return pm.logccdf(pm.StudentT.dist(nu=nu, mu=0.0, sigma=1.0), t)
 
 
-def _law_walk(pm, pt, axis: str, d: dict, kappa_prior: dict, slope_prior: dict, n_steps: int):
-    """The law's form error along `axis` and the law's slope there, drawn together.
+def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curvature: bool):
+    """The law's form error along `axis`, drawn together with the law's slope (and curvature)
+    there.
 
     The walk W is a Brownian motion in e-folds t from the smallest value (W(0) = 0, scale
     kappa); beyond the data it keeps diffusing, so the interval widens with the distance
     (predict continues it from the fitted cells). It is drawn as its linear part g t
-    (g ~ N(0, kappa^2 / T), T the last position) plus a Brownian bridge, independent of g. The
-    data see only the sum S = b + g of the slope b ~ N(mu, sigma) and g, so S is drawn from its
-    prior marginal and b given S: the split the data cannot see is a standard normal of its
-    own instead of a ridge between slope, walk and intercept (cpu_ladder_v1: tail ESS 47 per
-    4,000 draws for the slope and the walk). The joint prior is unchanged.
+    (g ~ N(0, kappa^2 / T), T the last position) plus a Brownian bridge, independent of g.
+    The data see only sums: the slope b ~ N(mu, sigma) and g act together, and a curvature c
+    (per e-fold^2, about the data's centre t_c) is c t_c^2 + c a t - c h(t) with a = T - 2 t_c and
+    h(t) = t (T - t), the bridge's own shape. So the bridge is split into l h, with l its GLS
+    coefficient on h (l ~ N(0, kappa^2 / |v|^2), v = L^-1 h for the bridge's Cholesky factor L),
+    plus a remainder independent of l. The two sums the data see, S = b + g + a c ("trend") and
+    U = l - c ("bend"), are drawn from their joint prior, then c given (S, U), then b given
+    S - a c; what the data cannot see are standard normals of their own instead of ridges
+    between slope, curvature, walk and intercept (cpu_ladder_v1: tail ESS 47 per 4,000 draws
+    for the slope and the walk; synthetic2000: bulk ESS 98 per 2,000 for curvature_D against
+    the bridge). The joint prior of (b, c, W) is unchanged.
 
-    Returns the slope's natural coefficient b, the walk at the positions, and g t_centre (the
-    walk's linear part at the centre of z, which the intercept is drawn net of).
+    Returns the slope's and the curvature's (None without one) natural coefficients and the walk
+    at the positions.
     """
-    kappa = _scale_prior(pm, f"law_discrepancy_{axis}", kappa_prior)
+    kappa = _scale_prior(pm, f"law_discrepancy_{axis}", priors["law_discrepancy"])
     step = d[f"walk_step_{axis}"]
-    t = pt.concatenate([pt.zeros(1), pt.cumsum(step**2)])
-    total = t[-1]
-    mu, sigma = slope_prior["mu"], slope_prior["sigma"]
+    dt = step**2
+    # Positions without indexing into a concatenation: PyTensor 3.3.7 folds
+    # concatenate([zeros(1), x])[-1] + 1.0 to 1.0 (the last element read as 0).
+    cum = pt.cumsum(dt)
+    total = pt.sum(dt)
+    t = pt.concatenate([pt.zeros(1), cum])
+    t_in, t_prev = cum[:-1], cum[:-1] - dt[:-1]  # interior positions t_k and t_{k-1}
+    slope = priors[f"law_slope_{axis}"]
+    mu, sigma = slope["mu"], slope["sigma"]
     g_var = kappa**2 / total
-    s = pm.Normal(f"law_trend_{axis}", mu=mu, sigma=pt.sqrt(sigma**2 + g_var))
+    if with_curvature:
+        curv = priors[f"law_curvature_{axis}"]
+        mu_c, var_c = curv["mu"], curv["sigma"] ** 2
+        a = total + 2.0 * d[f"sd_{axis}"] * pt.min(d[f"z_{axis.lower()}"])  # T - 2 t_c
+        # v_k = sqrt(dt_k (T - t_k)(T - t_{k-1})) on the interior positions
+        v = pt.sqrt(dt[:-1] * (total - t_in) * (total - t_prev))
+        vv = pt.sum(v**2)
+        l_var = kappa**2 / vv
+        s_rest = sigma**2 + g_var  # variance of b + g
+        var_u, var_s, cov_su = var_c + l_var, s_rest + a**2 * var_c, -a * var_c
+        u = pm.Normal(f"law_bend_{axis}", mu=-mu_c, sigma=pt.sqrt(var_u))
+        s = pm.Normal(f"law_trend_{axis}", mu=mu + a * mu_c + cov_su / var_u * (u + mu_c),
+                      sigma=pt.sqrt(var_s - cov_su**2 / var_u))
+        # c given (S, U) in precision form, stable as kappa -> 0 (then l -> 0 and c -> -U)
+        denom = kappa**2 / var_c + vv + a**2 * kappa**2 / s_rest
+        c_mean = (mu_c * kappa**2 / var_c - u * vv + a * (s - mu) * kappa**2 / s_rest) / denom
+        c = c_mean + kappa / pt.sqrt(denom) * pm.Normal(f"law_bend_split_{axis}", 0, 1)
+        ell = u + c
+        s = s - a * c
+    else:
+        s = pm.Normal(f"law_trend_{axis}", mu=mu, sigma=pt.sqrt(sigma**2 + g_var))
+        c = None
     r = sigma**2 / (sigma**2 + g_var)
     b = mu + r * (s - mu) + sigma * pt.sqrt(1 - r) * pm.Normal(f"law_trend_split_{axis}", 0, 1)
     g = s - b
     if n_steps > 1:
-        # Non-centred: a few increments barely inform kappa, and partial centring by cells per
-        # position gave more divergences on steplaw_moe (18 against 2 per 6,000).
-        # B_k = kappa (T - t_k) sum_{j<=k} sqrt(dt_j / ((T - t_j)(T - t_{j-1}))) z_j
-        inner = pt.sqrt(step[:-1] ** 2 / ((total - t[1:-1]) * (total - t[:-2])))
-        zb = pm.Normal(f"law_bridge_{axis}_z", 0, 1, shape=n_steps - 1)
-        bridge = pt.concatenate([pt.zeros(1), kappa * (total - t[1:-1]) * pt.cumsum(inner * zb), pt.zeros(1)])
+        # B_k = kappa (T - t_k) sum_{j<=k} sqrt(dt_j / ((T - t_j)(T - t_{j-1}))) z_j, partially
+        # centred: z = kappa^-wc z_raw, z_raw ~ N(0, kappa^wc). Non-centred (wc = 0) suits
+        # most tables: a few increments barely inform kappa, and on steplaw_moe wc = 0.5 gave
+        # 1-3 divergences per 2,000 draws against none. Where the data pin every position's law
+        # value (synthetic2000: 10 cells of 40 runs per budget) the non-centred bridge funnels
+        # at large kappa (28-44 divergences per 2,000 draws); wc = 0.5 gave 0-3, and 1 gave 18-29.
+        inner = pt.sqrt(dt[:-1] / ((total - t_in) * (total - t_prev)))
+        wc = d["walk_centre_power"]
+        zb = pm.Normal(f"law_bridge_{axis}_z", 0, kappa**wc, shape=n_steps - 1)
+        if with_curvature:  # the remainder: z with its component along v (that is, l) taken out
+            zb = zb - v * pt.sum(v * zb) / vv
+        interior = kappa ** (1 - wc) * (total - t_in) * pt.cumsum(inner * zb)
+        if with_curvature:
+            interior = interior + ell * t_in * (total - t_in)
+        bridge = pt.concatenate([pt.zeros(1), interior, pt.zeros(1)])
     else:
         bridge = pt.zeros(2)
     walk = pm.Deterministic(f"law_walk_{axis}", g * t + bridge)
-    centre_t = -d[f"sd_{axis}"] * pt.min(d[f"z_{axis.lower()}"])
-    return b, walk, g * centre_t
+    return b, c, walk
 
 
 def build_model(data: ModelData, config: ModelConfig):
@@ -461,14 +549,14 @@ def build_model(data: ModelData, config: ModelConfig):
     pr = config.priors
     coords = {"cell": np.arange(data.n_cells)}
     with pm.Model(coords=coords) as model:
-        d = {name: pm.Data(name, value, dims="cell" if name.startswith("z_") or name.endswith("centring") else None)
+        d = {name: pm.Data(name, value, dims="cell" if name.startswith(("z_", "cell_share")) or name.endswith("centring") else None)
              for name, value in data.arrays().items()}
         z = {"N": d["z_n"], "D": d["z_d"]}
         z["B"] = d.get("z_b")  # present only when the law has a batch-size term
         sds = {a: d.get(f"sd_{a}") for a in ("N", "D", "B")}
-        walks = {axis: _law_walk(pm, pt, axis, d, pr["law_discrepancy"], pr[f"law_slope_{axis}"], len(step))
+        with_walk = terms_with_walk(data)
+        walks = {axis: _law_walk(pm, pt, axis, d, pr, len(step), f"law_curvature_{axis}" in with_walk)
                  for axis, step in (data.walk_step or {}).items()}
-        with_walk = slopes_with_walk(data)
         coefs = {}
         for name, axis, power in data.terms:
             # Priors are stated per e-fold (power 1) or per e-fold^2 (power 2); a coefficient on
@@ -477,21 +565,23 @@ def build_model(data: ModelData, config: ModelConfig):
             # table keeps its priors per e-fold.
             sd = term_value(sds, axis, power)
             if name in with_walk:
-                natural = walks[axis][0]
+                natural = walks[axis][power - 1]
                 coefs[name] = pm.Deterministic(name, natural * sd)
             else:
                 coefs[name] = pm.Normal(name, mu=pr[name]["mu"] * sd, sigma=pr[name]["sigma"] * sd)
                 natural = coefs[name] / sd
             pm.Deterministic(f"{name}_natural", natural)
-        # The data pin the law's level where the cells are, net of the walk's linear part: the
-        # intercept is drawn as that level (centred) and recovered exactly.
-        shift = sum((w[2] for w in walks.values()), pt.constant(0.0))
-        level = pm.Normal("law_level", mu=pr["law_intercept"]["mu"] + shift, sigma=pr["law_intercept"]["sigma"])
-        law = pm.Deterministic("law_intercept", level - shift)
+        rest = pt.zeros(data.n_cells)
         for name, axis, power in data.terms:
-            law = law + coefs[name] * term_value(z, axis, power)
-        for axis, (_, walk, _) in walks.items():
-            law = law + walk[d[f"walk_index_{axis}"]]
+            rest = rest + coefs[name] * term_value(z, axis, power)
+        for axis, (_, _, walk) in walks.items():
+            rest = rest + walk[d[f"walk_index_{axis}"]]
+        # The data pin the law's mean over the cells with data: the intercept is drawn as that
+        # level (centred) and recovered exactly, so it does not trade off against the walk or
+        # the curvatures (whose mean over the cells is not 0).
+        shift = pt.sum(d["cell_share"] * rest)
+        level = pm.Normal("law_level", mu=pr["law_intercept"]["mu"] + shift, sigma=pr["law_intercept"]["sigma"])
+        law = pm.Deterministic("law_intercept", level - shift) + rest
         tau = _scale_prior(pm, "law_residual_sd", pr["law_residual_sd"])
         # Partially non-centred by how informative each cell's own sweep is (cell_centring):
         # m = law + tau^(1-w) (m_raw - w law), m_raw ~ N(w law, tau^w). w = 1 is centred, w = 0

@@ -86,6 +86,8 @@ def fit_report(fit) -> str:
         changes = [f"target_accept {fit.tree.attrs['target_accept']}",
                    "every optimum non-centred" if fit.tree.attrs.get("optima_noncentred")
                    else "optima centred by each cell's information"]
+        if fit.tree.attrs.get("walk_centring"):
+            changes.append(f"discrepancy walks centred {fit.tree.attrs['walk_centring']:g}")
         lines.append(f"sampler: the first attempt diverged ({fit.tree.attrs['retried_after_divergences']} "
                      f"divergent draws when stopped); redrawn with {', '.join(changes)}")
     if "sampling_s" in fit.tree.attrs:

@@ -142,6 +142,7 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
     tree.attrs["compile_s"] = round(compile_s, 3)  # includes data swaps
     tree.attrs["sampling_s"] = round(sampling_s, 3)  # every attempt's draws
     tree.attrs["optima_noncentred"] = nc
+    tree.attrs["walk_centring"] = float(d.walk_centring)
     if i:
         tree.attrs["retried_after_divergences"] = first_divergences
     return tree
@@ -153,18 +154,25 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
 # leapfrog steps per draw. On the calibration harness this order cut the time by 30% with the
 # same answers (README, "Attempt order").
 FEW_CELLS = 30
+# The walks' centring in the fallback geometry of a table whose optima are all non-centred
+# (scalefit.model._law_walk says why 0.5).
+FALLBACK_WALK_CENTRING = 0.5
 
 
 def attempt_order(data: ModelData, settings: SamplerSettings) -> list[tuple[float, ModelData, int]]:
     """(target acceptance, data, optima non-centred?) per attempt, tried until one is clean: the
     geometry and acceptance level that suit the table first, then the other geometry, then both
-    at the retry level (none without a retry level)."""
+    at the retry level (none without a retry level). The other geometry flips the optima's
+    centring; where they are non-centred anyway (the law pins them: `model.optimum_scatter`
+    is 0), it half-centres the discrepancy walks instead."""
     few = np.unique(data.cell[data.weight > 0]).size < FEW_CELLS
-    if not np.any(data.centring > 0):
-        geometries = [(data, 1)]
-    else:
-        noncentred = (dataclasses.replace(data, centring=np.zeros_like(data.centring)), 1)
+    noncentred = (dataclasses.replace(data, centring=np.zeros_like(data.centring)), 1)
+    if np.any(data.centring > 0):
         geometries = [noncentred, (data, 0)] if few else [(data, 0), noncentred]
+    elif data.walk_step:
+        geometries = [noncentred, (dataclasses.replace(noncentred[0], walk_centring=FALLBACK_WALK_CENTRING), 1)]
+    else:
+        geometries = [noncentred]
     first = settings.target_accept
     if few and settings.few_cells_target_accept:
         first = max(first, settings.few_cells_target_accept)

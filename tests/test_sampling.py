@@ -92,26 +92,30 @@ def test_a_diverging_attempt_stops_at_the_first_checkpoint_past_its_first_diverg
 def test_attempt_order_puts_the_geometry_that_suits_the_table_first():
     """Few cells: non-centred optima first (tau's posterior reaches towards 0), at 0.95; many:
     the table's own centring first, at 0.9. Both geometries are tried at the first level before
-    either is retried at 0.99; a table whose optima are all non-centred anyway is tried once per
-    level."""
+    either is retried at 0.99. A table whose optima are all non-centred anyway falls back to
+    half-centred discrepancy walks, or, without walks, is tried once per level."""
     from scalefit.model import ModelData
-    from scalefit.sampling import FEW_CELLS, SamplerSettings, attempt_order
+    from scalefit.sampling import FALLBACK_WALK_CENTRING, FEW_CELLS, SamplerSettings, attempt_order
 
-    def table(n_cells, centring):
+    def table(n_cells, centring, walks=None):
         cell = np.repeat(np.arange(n_cells), 4)
         zeros = np.zeros(n_cells)
         return ModelData(x=np.zeros(cell.size), y=np.zeros(cell.size), cell=cell, censored=np.zeros(cell.size),
                          weight=np.ones(cell.size), threshold=np.zeros(cell.size), z_n=zeros, z_d=zeros, std=None,
-                         centring=np.full(n_cells, centring), width_centring=zeros)
+                         centring=np.full(n_cells, centring), width_centring=zeros, walk_step=walks)
 
     settings = SamplerSettings()
     few = attempt_order(table(FEW_CELLS - 1, 0.9), settings)
     many = attempt_order(table(FEW_CELLS, 0.9), settings)
     assert [(t, nc) for t, _, nc in few] == [(0.95, 1), (0.95, 0), (0.99, 1), (0.99, 0)]
     assert [(t, nc) for t, _, nc in many] == [(0.9, 0), (0.9, 1), (0.99, 0), (0.99, 1)]
-    assert all(np.all(d.centring == 0) == bool(nc) for _, d, nc in few + many)
+    assert all(np.all(d.centring == 0) == bool(nc) and d.walk_centring == 0 for _, d, nc in few + many)
     flat = attempt_order(table(FEW_CELLS, 0.0), settings)
     assert [(t, nc) for t, _, nc in flat] == [(0.9, 1), (0.99, 1)]
+    walked = attempt_order(table(FEW_CELLS, 0.0, walks={"N": np.ones(3)}), settings)
+    assert [(t, d.walk_centring) for t, d, _ in walked] == [
+        (0.9, 0.0), (0.9, FALLBACK_WALK_CENTRING), (0.99, 0.0), (0.99, FALLBACK_WALK_CENTRING)]
+    assert all(np.all(d.centring == 0) for _, d, _ in walked)
     # only cells with data count: held-out cells keep their place but do not pin tau
     held = table(FEW_CELLS, 0.9)
     held.weight[held.cell >= FEW_CELLS - 1] = 0.0

@@ -92,7 +92,8 @@ def test_model_structure_follows_config(default_table):
     assert "law_slope_D" in lin_names and not any("curvature" in n or "asymmetry" in n for n in lin_names)
 
 
-def test_slope_curvature_and_walk_drawn_together_keep_the_stated_prior(default_table):
+@pytest.mark.parametrize("hold_largest", [False, True])
+def test_slope_curvature_and_walk_drawn_together_keep_the_stated_prior(default_table, hold_largest):
     """The law's slope, curvature and discrepancy walk are drawn as the sums the data see plus
     splits they cannot see (scalefit.model._law_walk), and the intercept net of the law's mean
     over the cells: the prior must still be intercept ~ N(0, 2), slope ~ N(mu, sigma),
@@ -102,8 +103,11 @@ def test_slope_curvature_and_walk_drawn_together_keep_the_stated_prior(default_t
 
     config = ModelConfig(axis="ND")
     cells = default_table.cells
-    largest = cells.index[cells["n_params"] == cells["n_params"].max()]  # held out: the fit is off-centre
+    # held out: the fit is off-centre, and the data do not reach the walk's last position
+    largest = cells.index[cells["n_params"] == cells["n_params"].max()] if hold_largest else []
     data = prepare(default_table.runs, cells, config, held_out=largest)
+    split = data.arrays()["bend_split_N"]
+    assert split == (0.0 if hold_largest else 1.0)
     model = build_model(data, config)
     free = {v.name for v in model.free_RVs}
     assert {"law_trend_N", "law_trend_split_N", "law_bend_N", "law_bend_split_N", "law_level"} <= free
@@ -113,9 +117,10 @@ def test_slope_curvature_and_walk_drawn_together_keep_the_stated_prior(default_t
     x = np.column_stack([a, b, c, w[:, 1:]])
     t = np.cumsum(data.walk_step["N"] ** 2)
     # the trend is the linear coefficient the data see: slope + walk's mean slope + (T - 2 t_c) curvature
+    # (with the split; without it, slope + walk's mean slope, the curvature drawn on its own)
     t_centre = -data.std.log_n_sd * data.z_n.min()
-    assert abs(t[-1] - 2 * t_centre) > 0.05  # the test table is unbalanced, so the curvature term counts
-    assert np.allclose(trend, b + w[:, -1] / t[-1] + (t[-1] - 2 * t_centre) * c, atol=1e-9)
+    assert (abs(t[-1] - 2 * t_centre) > 0.05) == hold_largest  # off-centre: the curvature term counts
+    assert np.allclose(trend, b + w[:, -1] / t[-1] + split * (t[-1] - 2 * t_centre) * c, atol=1e-9)
     pr = config.priors
     expected = np.zeros((x.shape[1], x.shape[1]))
     expected[0, 0] = pr["law_intercept"]["sigma"] ** 2
@@ -156,6 +161,39 @@ def test_centring_follows_each_cells_information_and_scale_priors_follow_config(
     assert {"log_lr_opt_raw", "log_width_raw"} <= {v.name for v in model.free_RVs}
     assert model["law_residual_sd"].owner.op.name == "gamma"
     assert build_model(data, ModelConfig(axis="N"))["law_residual_sd"].owner.op.name == "halfnormal"
+
+
+def test_optimum_scatter_by_moments_and_the_centring_it_sets():
+    """The optima's scatter around the law, by moments: about the true tau when the vertices
+    scatter, 0 when they sit on the law within their standard errors, and None (the fixed 0.3)
+    with too few cells. Cells whose optima sit on the law are then non-centred."""
+    from scalefit.model import MIN_SCATTER_DOF, TYPICAL_TAU, cell_centring, optimum_scatter
+
+    rng = np.random.default_rng(1)
+    z = np.linspace(-1.5, 1.5, 400)
+    design = np.column_stack([np.ones_like(z), z, z**2])
+    law = 0.3 - 0.5 * z + 0.1 * z**2
+    se2 = rng.uniform(0.01, 0.05, z.size) ** 2
+    noisy = law + rng.normal(0, np.sqrt(se2))
+    assert optimum_scatter(law + rng.normal(0, 0.2, z.size) + rng.normal(0, np.sqrt(se2)), se2, design) == \
+        pytest.approx(0.2, rel=0.1)
+    assert optimum_scatter(noisy, se2, design) < 0.5 * np.sqrt(np.median(se2))  # w < 0.2 for a typical cell
+    few = 3 + MIN_SCATTER_DOF - 1
+    assert optimum_scatter(noisy[:few], se2[:few], design[:few]) is None
+
+    # cells on a law: sharp sweeps around law values exactly, 20 cells
+    cells, xs, ys = [], [], []
+    for c, m in enumerate(np.linspace(-1, 1, 20)):
+        x = np.repeat(np.linspace(m - 1.5, m + 1.5, 7), 2)
+        xs.append(x)
+        ys.append((x - m) ** 2 + rng.normal(0, 0.02, x.size))
+        cells.append(np.full(x.size, c))
+    x, y, cell = np.concatenate(xs), np.concatenate(ys), np.concatenate(cells)
+    on_law = np.column_stack([np.ones(20), np.linspace(-1, 1, 20)])
+    w, _ = cell_centring(x, y, cell, np.ones(x.size, bool), 20, on_law)
+    assert np.median(w) < 0.25
+    w_fixed, _ = cell_centring(x, y, cell, np.ones(x.size, bool), 20)  # no design: the fixed TYPICAL_TAU
+    assert np.all(w_fixed > 0.9) and TYPICAL_TAU == 0.3
 
 
 def test_law_priors_are_stated_per_efold_whatever_the_standardization(default_table):

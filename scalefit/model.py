@@ -102,10 +102,10 @@ class ModelData:
         where needed). Lengths may change between refits; the number of cells may not."""
         obs = (self.weight > 0) & (self.censored == 0)
         cens = (self.weight > 0) & (self.censored > 0)
-        share = np.zeros(self.n_cells)  # equal shares of the cells with data (held-out cells: 0)
-        share[np.unique(self.cell[self.weight > 0])] = 1.0
+        used = np.zeros(self.n_cells, dtype=bool)  # cells with data (held-out cells: False)
+        used[self.cell[self.weight > 0]] = True
         return {
-            "cell_share": share / max(share.sum(), 1.0),
+            "cell_share": used / max(used.sum(), 1),
             "x_obs": self.x[obs], "y_obs": self.y[obs], "cell_obs": self.cell[obs],
             "x_cens": self.x[cens], "threshold_cens": self.threshold[cens], "cell_cens": self.cell[cens],
             "z_n": self.z_n, "z_d": self.z_d, "centring": self.centring, "width_centring": self.width_centring,
@@ -115,8 +115,7 @@ class ModelData:
             **{f"walk_step_{a}": v for a, v in (self.walk_step or {}).items()},
             **({"walk_centre_power": np.asarray(float(self.walk_centring))} if self.walk_step else {}),
             # 1 where a cell with data sits at the axis's last walk position (`_law_walk`)
-            **{f"bend_split_{a}": np.asarray(float(np.any(
-                (self.walk_index[a] == len(v)) & np.isin(np.arange(self.n_cells), self.cell[self.weight > 0]))))
+            **{f"bend_split_{a}": np.asarray(float(np.any(used[self.walk_index[a] == len(v)])))
                for a, v in (self.walk_step or {}).items()},
 
         }
@@ -510,7 +509,7 @@ def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curva
         var_u, var_s, cov_su = var_c + l_var, s_rest + a**2 * var_c, -a * var_c
         # q = 0 (data: no cell at the axis's last position, as in a backtest that holds out the
         # largest cells): the sums over [0, T] are not what the data see, and the curvature is
-        # drawn on its own (U is then a standard normal nothing uses). Harness, hyperball 130M
+        # drawn on its own (U then keeps its prior; nothing uses it). Harness, hyperball 130M
         # Muon: the 3-5 cell prefixes sampled at half the speed with the split.
         q = d[f"bend_split_{axis}"]
         u = pm.Normal(f"law_bend_{axis}", mu=-mu_c, sigma=pt.sqrt(var_u))

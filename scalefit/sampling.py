@@ -113,8 +113,9 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
     """Draw from the posterior; returns an xarray DataTree (posterior, sample_stats).
 
     Draws that diverge are redone (with `settings.retry_target_accept` set) in the order of
-    `attempt_order`: the other geometry for the optima (non-centred or centred by each cell's
-    information) at the same target acceptance, then both at the retry level (smaller steps).
+    `attempt_order`: the other geometry (the optima's centring flipped, or half-centred walks
+    where the optima are all non-centred) at the same target acceptance, then both at the retry
+    level (smaller steps).
     The geometry changes, the posterior does not. With nutpie an attempt that diverges is
     stopped at its first checkpoint, and a clean one at the
     first checkpoint where it has converged (`settings.target_ess`): what is kept depends only

@@ -3,8 +3,10 @@ second, a same-structure refit, and the two-stage least-squares fit timed in the
 
 Grids: the bundled grid (cpu_ladder_v1 AdamW, joint N,D law: what scripts/main.sh fits), a
 2,000-run synthetic grid (10 sizes x 5 budgets x 8 LRs x 5 seeds), and steplaw_moe (708 runs,
-80 cells, batch size in the law) when ../shared is present. Each grid gets two fresh processes
-sharing one empty cache folder: "cold" compiles, "warm" loads what cold left. The warm process
+80 cells, batch size in the law) when ../shared is present. Each grid gets three fresh processes
+sharing one empty cache folder: "cold" compiles, "warm" loads what cold left, and "new sizes"
+fits the grid without its largest model size (fewer cells and walk positions, a table the cache
+has not seen), which loads the same compiled model: its sizes are symbolic. The warm process
 then refits new data of the same structure (another noise draw; steplaw_moe: the same table),
 which swaps data into the compiled model as backtests do, and fits again under sampler seeds
 1..N-1 (`--seeds N`, default 5): how many attempts diverge depends on the seed, so one seed's
@@ -37,20 +39,28 @@ STEPLAW = REPO.parent / "shared" / "data" / "steplaw_moe" / "runs.csv"
 GRIDS = ("bundled", "synthetic2000", "steplaw_moe")
 
 
-def table_for(grid: str, seed: int):
+def table_for(grid: str, seed: int, smaller: bool = False):
+    """The grid's runs table; `smaller` drops its largest model size (fewer cells and walk
+    positions: a table the compiled model has not seen, of the same graph structure)."""
+    import pandas as pd
+
     from scalefit.grid import load_runs
     from scalefit.synthetic import make_grid
 
     if grid == "bundled":
-        return load_runs(BUNDLED, where={"optimizer": "adamw"})
-    if grid == "steplaw_moe":
-        return load_runs(STEPLAW, n_column="n_params_active")
-    frame = make_grid(n_params=np.geomspace(1e6, 64e6, 10), n_tokens=np.geomspace(1e8, 1.6e9, 5),
-                      n_lrs=8, seeds=range(5), seed=seed)
-    return load_runs(frame)
+        frame, options, size = pd.read_csv(BUNDLED), {"where": {"optimizer": "adamw"}}, "n_params"
+    elif grid == "steplaw_moe":
+        frame, options, size = pd.read_csv(STEPLAW), {"n_column": "n_params_active"}, "n_params_active"
+    else:
+        frame = make_grid(n_params=np.geomspace(1e6, 64e6, 10), n_tokens=np.geomspace(1e8, 1.6e9, 5),
+                          n_lrs=8, seeds=range(5), seed=seed)
+        options, size = {}, "n_params"
+    if smaller:
+        frame = frame[frame[size] < frame[size].max()]
+    return load_runs(frame, **options)
 
 
-def one(grid: str, sampler: str, refit: bool, seeds: int = 1) -> dict:
+def one(grid: str, sampler: str, refit: bool, seeds: int = 1, smaller: bool = False) -> dict:
     """Runs inside a fresh child process; returns one row."""
     t0 = time.perf_counter()
     from scalefit.sampling import SamplerSettings, use_compile_cache
@@ -62,7 +72,7 @@ def one(grid: str, sampler: str, refit: bool, seeds: int = 1) -> dict:
 
     config = ModelConfig(axis="ND")
     settings = SamplerSettings(sampler=sampler)  # the CLI's defaults (seed 0)
-    table = table_for(grid, seed=0)
+    table = table_for(grid, seed=0, smaller=smaller)
     out = {"grid": grid, "sampler": sampler, "runs": len(table.runs), "cells": len(table.cells),
            "import_s": time.perf_counter() - t0}
     t1 = time.perf_counter()
@@ -102,11 +112,11 @@ def one(grid: str, sampler: str, refit: bool, seeds: int = 1) -> dict:
     return out
 
 
-def child(grid: str, sampler: str, cache: str, refit: bool, seeds: int = 1) -> dict:
+def child(grid: str, sampler: str, cache: str, refit: bool, seeds: int = 1, smaller: bool = False) -> dict:
     env = dict(os.environ, SCALEFIT_CACHE=cache, PYTENSOR_FLAGS="", FIT_SPEED_LAUNCHED=repr(time.time()))
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", grid, sampler, "--seeds", str(seeds)]
-                          + (["--refit"] if refit else []),
+                          + (["--refit"] if refit else []) + (["--smaller"] if smaller else []),
                           capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
         return {"grid": grid, "sampler": sampler, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
@@ -148,11 +158,12 @@ def main() -> None:
     ap.add_argument("--samplers", nargs="*", default=["nutpie"], choices=["nutpie", "pymc"])
     ap.add_argument("--child", nargs=2)
     ap.add_argument("--refit", action="store_true")
+    ap.add_argument("--smaller", action="store_true", help="drop the grid's largest model size")
     ap.add_argument("--save", type=Path, help="write the rows as JSON lines here")
     ap.add_argument("--seeds", type=int, default=5, help="warm processes also fit under seeds 1..N-1")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(one(args.child[0], args.child[1], args.refit, args.seeds)))
+        print(json.dumps(one(args.child[0], args.child[1], args.refit, args.seeds, args.smaller)))
         return
     grids = [g for g in args.grids if g != "steplaw_moe" or STEPLAW.exists()]
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)", flush=True)
@@ -160,9 +171,11 @@ def main() -> None:
     for grid in grids:
         for sampler in args.samplers:
             with tempfile.TemporaryDirectory() as cache:
-                for state in ("cold", "warm"):
+                # "new sizes": a warm cache, and a table it has not seen (the largest size dropped)
+                for state in ("cold", "warm", "new sizes"):
                     warm = state == "warm"
-                    r = child(grid, sampler, cache, refit=warm and sampler == "nutpie", seeds=args.seeds if warm else 1)
+                    r = child(grid, sampler, cache, refit=warm and sampler == "nutpie", seeds=args.seeds if warm else 1,
+                              smaller=state == "new sizes")
                     r |= {"cache": state, "load": os.getloadavg()[0]}
                     rows.append(r)
                     print(json.dumps(r), flush=True)

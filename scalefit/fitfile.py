@@ -66,7 +66,7 @@ def save_fit(fit, path) -> None:
         "posterior": fit.tree["posterior"].to_dataset(),
         "sample_stats": _numeric_only(fit.tree["sample_stats"].to_dataset()),
         "observed_data": xr.Dataset({k: (f"{k}_dim", v) for k, v in observed.items()}),
-        "constant_data": xr.Dataset({k: ((f"{k}_dim",) if np.ndim(v) else (), v) for k, v in arrays.items()}),
+        "constant_data": xr.Dataset({k: (_dims(k, np.ndim(v)), v) for k, v in arrays.items()}),
         "runs": _table_to_dataset(fit.table.to_frame()),
     })
     tree.attrs = {
@@ -85,6 +85,10 @@ def save_fit(fit, path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tree.to_netcdf(tmp, engine="h5netcdf")
     os.replace(tmp, path)
+
+
+def _dims(name: str, ndim: int) -> tuple[str, ...]:
+    return ((f"{name}_dim",) if ndim == 1 else tuple(f"{name}_dim_{i}" for i in range(ndim)))
 
 
 def _numeric_only(ds: xr.Dataset) -> xr.Dataset:

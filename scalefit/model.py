@@ -87,6 +87,9 @@ class ModelData:
     # sampler may switch to (scalefit.sampling.attempt_order), never a change of posterior.
     walk_centring: float = 0.0
 
+    def z(self, axis: str) -> np.ndarray:
+        return {"N": self.z_n, "D": self.z_d, "B": self.z_b}[axis]
+
     @property
     def n_cells(self) -> int:
         return len(self.z_n)
@@ -95,6 +98,12 @@ class ModelData:
         """What fixes the compiled model's shapes and variables (data of equal structure swap in)."""
         return (self.n_cells, self.law_axes,
                 tuple((a, len(v)) for a, v in sorted((self.walk_step or {}).items())))
+
+    def graph_structure(self) -> tuple:
+        """What fixes the model's graph: the law's axes and, per walked axis, whether the walk has
+        interior positions. The numbers of cells and positions stay symbolic in the compiled code
+        (`scalefit.compiled_model`), so tables that differ only in them share it."""
+        return (self.law_axes, tuple((a, len(v) > 1) for a, v in sorted((self.walk_step or {}).items())))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The swappable data containers: only runs that enter the likelihood, split into
@@ -112,7 +121,8 @@ class ModelData:
             **({"z_b": self.z_b} if "B" in self.law_axes else {}),
             **{f"sd_{a}": np.asarray(self.std.center_scale(a)[1], dtype=float) for a in self.law_axes},
             **{f"walk_index_{a}": v for a, v in (self.walk_index or {}).items()},
-            **{f"walk_step_{a}": v for a, v in (self.walk_step or {}).items()},
+            **{f"walk_{name}_{a}": value for a, step in (self.walk_step or {}).items()
+               for name, value in walk_geometry(step, self.std.center_scale(a)[1], self.z(a).min()).items()},
             **({"walk_centre_power": np.asarray(float(self.walk_centring))} if self.walk_step else {}),
             # 1 where a cell with data sits at the axis's last walk position (`_law_walk`)
             **{f"bend_split_{a}": np.asarray(float(np.any(used[self.walk_index[a] == len(v)])))
@@ -296,6 +306,27 @@ def walk_positions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     between consecutive distinct values (the Brownian motion's increment sds per unit kappa)."""
     log_v, distinct = distinct_logs(values)
     return np.searchsorted(distinct, log_v).astype(int), np.sqrt(np.diff(distinct))
+
+
+def walk_geometry(step: np.ndarray, sd: float, z_min: float) -> dict[str, np.ndarray]:
+    """The fixed geometry of one axis's walk (`_law_walk`), from the sqrt e-fold gaps `step`.
+
+    Computed here, not in the model's graph, which then holds only what depends on parameters
+    (bundled grid: PyTensor's rewriting 23-25 -> 20-22 s, cold). `position`: t_0 = 0 < ... < t_K = T.
+    `offset`: T - 2 t_c, t_c the data's centre. `bridge` (rows, on the interior positions):
+    the reach T - t_k, the bridge's shape h = t (T - t), v_k = sqrt(dt_k (T - t_k)(T - t_{k-1}))
+    and the bridge's increment scales sqrt(dt_k / ((T - t_k)(T - t_{k-1}))). (Few containers: a
+    numba call with more than 30 arguments does not compile. In the graph, PyTensor 3.3.7 folded
+    concatenate([0], cumsum(dt))[-1] + c to c: T read as 0.)"""
+    dt = np.asarray(step, dtype=float) ** 2
+    t = np.concatenate([[0.0], np.cumsum(dt)])
+    total = t[-1]
+    reach, behind = total - t[1:-1], total - t[:-2]
+    out = {"position": t, "offset": np.asarray(total + 2.0 * sd * z_min)}
+    if len(dt) > 1:
+        out["bridge"] = np.stack([reach, t[1:-1] * reach, np.sqrt(dt[:-1] * reach * behind),
+                                  np.sqrt(dt[:-1] / (reach * behind))])
+    return out
 
 
 def distinct_logs(values) -> tuple[np.ndarray, np.ndarray]:
@@ -486,23 +517,17 @@ def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curva
     at the positions.
     """
     kappa = _scale_prior(pm, f"law_discrepancy_{axis}", priors["law_discrepancy"])
-    step = d[f"walk_step_{axis}"]
-    dt = step**2
-    # Positions without indexing into a concatenation: PyTensor 3.3.7 folds
-    # concatenate([zeros(1), x])[-1] + 1.0 to 1.0 (the last element read as 0).
-    cum = pt.cumsum(dt)
-    total = pt.sum(dt)
-    t = pt.concatenate([pt.zeros(1), cum])
-    t_in, t_prev = cum[:-1], cum[:-1] - dt[:-1]  # interior positions t_k and t_{k-1}
+    position = d[f"walk_position_{axis}"]
+    total = position[-1]
+    if n_steps > 1:
+        reach, shape, v, increment = (d[f"walk_bridge_{axis}"][row] for row in range(4))
     slope = priors[f"law_slope_{axis}"]
     mu, sigma = slope["mu"], slope["sigma"]
     g_var = kappa**2 / total
     if with_curvature:
         curv = priors[f"law_curvature_{axis}"]
         mu_c, var_c = curv["mu"], curv["sigma"] ** 2
-        a = total + 2.0 * d[f"sd_{axis}"] * pt.min(d[f"z_{axis.lower()}"])  # T - 2 t_c
-        # v_k = sqrt(dt_k (T - t_k)(T - t_{k-1})) on the interior positions
-        v = pt.sqrt(dt[:-1] * (total - t_in) * (total - t_prev))
+        a = d[f"walk_offset_{axis}"]  # T - 2 t_c
         vv = pt.sum(v**2)
         l_var = kappa**2 / vv
         s_rest = sigma**2 + g_var  # variance of b + g
@@ -535,18 +560,17 @@ def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curva
         # 1-3 divergences per 2,000 draws against none. Where the data pin every position's law
         # value (synthetic2000: 10 cells of 40 runs per budget) the non-centred bridge funnels
         # at large kappa (28-44 divergences per 2,000 draws); wc = 0.5 gave 0-3, and 1 gave 18-29.
-        inner = pt.sqrt(dt[:-1] / ((total - t_in) * (total - t_prev)))
         wc = d["walk_centre_power"]
-        zb = pm.Normal(f"law_bridge_{axis}_z", 0, kappa**wc, shape=n_steps - 1)
+        zb = pm.Normal(f"law_bridge_{axis}_z", 0, kappa**wc, shape=(position.shape[0] - 2,))
         if with_curvature:  # the remainder: z with its component along v (that is, l) taken out
             zb = zb - q * v * pt.sum(v * zb) / vv
-        interior = kappa ** (1 - wc) * (total - t_in) * pt.cumsum(inner * zb)
+        interior = kappa ** (1 - wc) * reach * pt.cumsum(increment * zb)
         if with_curvature:
-            interior = interior + q * ell * t_in * (total - t_in)
+            interior = interior + q * ell * shape
         bridge = pt.concatenate([pt.zeros(1), interior, pt.zeros(1)])
     else:
         bridge = pt.zeros(2)
-    walk = pm.Deterministic(f"law_walk_{axis}", g * t + bridge)
+    walk = pm.Deterministic(f"law_walk_{axis}", g * position + bridge)
     return b, c, walk
 
 
@@ -580,7 +604,7 @@ def build_model(data: ModelData, config: ModelConfig):
                 coefs[name] = pm.Normal(name, mu=pr[name]["mu"] * sd, sigma=pr[name]["sigma"] * sd)
                 natural = coefs[name] / sd
             pm.Deterministic(f"{name}_natural", natural)
-        rest = pt.zeros(data.n_cells)
+        rest = pt.zeros_like(d["z_n"])
         for name, axis, power in data.terms:
             rest = rest + coefs[name] * term_value(z, axis, power)
         for axis, (_, _, walk) in walks.items():

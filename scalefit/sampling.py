@@ -87,8 +87,9 @@ def _compiled(data: ModelData, config: ModelConfig):
 
 
 def structure_key(data: ModelData, config: ModelConfig) -> str:
-    """Everything the model's graph depends on: the config, the data's structure and dtypes, the
-    code that builds and compiles it, and the library versions. Keys the compiled-model cache."""
+    """Everything the model's graph depends on: the config, the data's graph structure (not its
+    sizes) and dtypes, the code that builds and compiles it, and the library versions. Keys the
+    compiled-model cache."""
     import numba
     import pymc
     import pytensor
@@ -100,7 +101,7 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
     nutpie = import_nutpie()
 
     parts = {
-        "config": config.to_json(), "structure": repr(data.structure()),
+        "config": config.to_json(), "structure": repr(data.graph_structure()),
         "arrays": {k: [np.asarray(v).dtype.str, np.ndim(v)] for k, v in data.arrays().items()},
         "versions": [pymc.__version__, pytensor.__version__, nutpie.__version__, numba.__version__, np.__version__],
         "code": [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()

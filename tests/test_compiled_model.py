@@ -146,3 +146,54 @@ def test_a_stale_structure_key_falls_back_to_the_full_path():
     assert again.logp_func is not None and again.n_dim == first.n_dim + 1
     x = rng.normal(size=again.n_dim)
     assert _call_logp(again, x)[1] == pytest.approx(_reference(four, x)[0], rel=1e-9, abs=1e-9)
+
+
+GENERIC_MODEL = """
+import numpy as np, pymc as pm
+def generic(x, y, cell, n_cells):
+    with pm.Model(coords={"cell": np.arange(n_cells)}) as m:
+        dx = pm.Data("x", x); dy = pm.Data("y", y); dc = pm.Data("cell_of", cell)
+        mu = pm.Normal("mu", 0, 1, dims="cell")
+        s = pm.HalfNormal("s", 1)
+        slope = pm.Normal("slope", 0, 2)
+        pm.Normal("obs", mu=mu[dc] + slope * dx, sigma=s, observed=dy)
+    return m
+"""
+
+
+def _generic(n_cells, n, seed):
+    namespace = {}
+    exec(GENERIC_MODEL, namespace)
+    rng = np.random.default_rng(seed)
+    x, cell = rng.normal(size=n), rng.integers(0, n_cells, size=n)
+    return namespace["generic"](x, 0.5 * x + cell + rng.normal(0, 0.3, n), cell, n_cells)
+
+
+def test_a_model_of_other_sizes_loads_the_same_compiled_code():
+    """Sizes that the graph keeps symbolic (a dimension's length, data lengths) do not change
+    the compiled code: a model with more cells and runs loads it from the disk cache, builds no
+    graph, and computes its own logp and gradient."""
+    import uuid
+
+    import scalefit.compiled_model as cm
+
+    key = f"generic-{uuid.uuid4().hex}"
+    small = _generic(3, 40, seed=0)
+    first = cm.compile_cached(small, structure_key=key)
+    assert first.logp_func is not None and first.n_dim == 3 + 2
+    cm._CALLBACKS.clear()  # as in a new process: load from disk, not from this process's memo
+    large = _generic(5, 57, seed=1)
+    again = cm.compile_cached(large, structure_key=key)
+    assert again.logp_func is None  # loaded: no PyTensor graph built
+    assert [again.compiled_logp_func.cache_hits, again.compiled_expand_func.cache_hits] == [1, 1]
+    assert again.n_dim == 5 + 2
+    rng = np.random.default_rng(2)
+    for model, compiled in ((large, again), (small, first)):
+        x = rng.normal(size=compiled.n_dim)
+        code, logp, grad = _call_logp(compiled, x)
+        ref_logp, ref_grad = _reference(model, x)
+        assert code == 0
+        assert logp == pytest.approx(ref_logp, rel=1e-9, abs=1e-9)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8, atol=1e-9)
+    # the expansion has the larger model's length too (the draws' trace variables)
+    assert again.n_expanded > first.n_expanded

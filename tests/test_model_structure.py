@@ -324,3 +324,26 @@ def test_student_t_log_survival_is_exact_with_finite_gradients(nu):
     ok = grid < 1e3
     np.testing.assert_allclose(grad[ok], -np.exp(stats.t.logpdf(grid[ok], nu) - stats.t.logsf(grid[ok], nu)),
                                rtol=1e-6, atol=1e-12)
+
+
+def test_tables_of_other_sizes_share_one_compiled_model(default_table):
+    """The compiled model's key ignores the numbers of cells and walk positions (they stay
+    symbolic in the compiled code), but not what changes the graph: the law's axes, or a walk
+    that loses its interior positions."""
+    from scalefit.sampling import structure_key
+    from scalefit.synthetic import make_grid
+
+    config = ModelConfig(axis="ND")
+    full = prepare(default_table.runs, default_table.cells, config)
+    frame = make_grid()
+    smaller_table = load_runs(frame[frame["n_params"] < frame["n_params"].max()])
+    smaller = prepare(smaller_table.runs, smaller_table.cells, config)
+    assert smaller.n_cells < full.n_cells
+    assert len(smaller.walk_step["N"]) == len(full.walk_step["N"]) - 1 > 1
+    assert structure_key(smaller, config) == structure_key(full, config)
+    n_only = ModelConfig(axis="N")
+    assert structure_key(prepare(default_table.runs, default_table.cells, n_only), n_only) != structure_key(full, config)
+    two_sizes = load_runs(frame[frame["n_params"] <= np.sort(frame["n_params"].unique())[1]])
+    walk_without_interior = prepare(two_sizes.runs, two_sizes.cells, config)
+    assert len(walk_without_interior.walk_step["N"]) == 1
+    assert structure_key(walk_without_interior, config) != structure_key(full, config)

@@ -59,6 +59,14 @@ def _reference(model, x):
     return float(logp), np.asarray(dlogp)
 
 
+def _assert_matches(compiled, model, x):
+    code, logp, grad = _call_logp(compiled, x)
+    ref_logp, ref_grad = _reference(model, x)
+    assert code == 0
+    assert logp == pytest.approx(ref_logp, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-8, atol=1e-9)
+
+
 def test_callbacks_match_pymc_and_see_swapped_data():
     from scalefit.compiled_model import compile_cached
 
@@ -66,12 +74,7 @@ def test_callbacks_match_pymc_and_see_swapped_data():
     compiled = compile_cached(model)
     rng = np.random.default_rng(1)
     for _ in range(3):
-        x = rng.normal(size=compiled.n_dim)
-        code, logp, grad = _call_logp(compiled, x)
-        ref_logp, ref_grad = _reference(model, x)
-        assert code == 0
-        assert logp == pytest.approx(ref_logp, rel=1e-9, abs=1e-9)
-        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8, atol=1e-9)
+        _assert_matches(compiled, model, rng.normal(size=compiled.n_dim))
 
     # New data of another length (and another prior sd, a 0-d datum) reaches the callback.
     other = _tiny(seed=5, n=57)
@@ -189,11 +192,6 @@ def test_a_model_of_other_sizes_loads_the_same_compiled_code():
     assert again.n_dim == 5 + 2
     rng = np.random.default_rng(2)
     for model, compiled in ((large, again), (small, first)):
-        x = rng.normal(size=compiled.n_dim)
-        code, logp, grad = _call_logp(compiled, x)
-        ref_logp, ref_grad = _reference(model, x)
-        assert code == 0
-        assert logp == pytest.approx(ref_logp, rel=1e-9, abs=1e-9)
-        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8, atol=1e-9)
+        _assert_matches(compiled, model, rng.normal(size=compiled.n_dim))
     # the expansion has the larger model's length too (the draws' trace variables)
     assert again.n_expanded > first.n_expanded

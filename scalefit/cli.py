@@ -164,7 +164,7 @@ def cmd_fit(args) -> int:
     config, settings = _model_config(args, table), _settings(args)
     print(f"fitting {len(table.runs)} runs in {len(table.cells)} cells with {settings.sampler} "
           f"({settings.chains} chains x {settings.tune} tune + up to {settings.draws} draws); "
-          "compiling the model first (45-55 s on 2 cores; ~2 s once cached)...", file=sys.stderr, flush=True)
+          "compiling the model first (~1 min on 2 cores, once per law structure; ~2 s once cached)...", file=sys.stderr, flush=True)
     fit = fit_runs(table, config, settings)
     fit.save(args.output)
     print(fit_report(fit))

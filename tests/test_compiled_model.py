@@ -195,3 +195,26 @@ def test_a_model_of_other_sizes_loads_the_same_compiled_code():
         _assert_matches(compiled, model, rng.normal(size=compiled.n_dim))
     # the expansion has the larger model's length too (the draws' trace variables)
     assert again.n_expanded > first.n_expanded
+
+
+def test_the_scalefit_model_compiled_for_one_table_computes_another(default_table):
+    """The real model (joint N,D law, both walks with interior positions): the code compiled for
+    the default table, loaded for the table without its largest size, gives PyMC's own logp and
+    gradient for both. Guards the symbolic sizes and the numba build against miscompiling."""
+    from scalefit.config import ModelConfig
+    from scalefit.grid import load_runs
+    from scalefit.model import build_model, prepare
+    from scalefit.sampling import _compiled
+    from scalefit.synthetic import make_grid
+
+    config = ModelConfig(axis="ND")
+    frame = make_grid()
+    smaller = load_runs(frame[frame["n_params"] < frame["n_params"].max()])
+    rng = np.random.default_rng(4)
+    sizes = []
+    for table in (default_table, smaller):
+        data = prepare(table.runs, table.cells, config)
+        compiled = _compiled(data, config)
+        sizes.append(compiled.n_dim)
+        _assert_matches(compiled, build_model(data, config), 0.3 * rng.normal(size=compiled.n_dim))
+    assert sizes[1] < sizes[0]

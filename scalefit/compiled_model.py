@@ -14,7 +14,7 @@ They read the data through nutpie's own pointer record, so the result is a regul
 The compiled functions are shape-generic: each free variable's place in the flat point and its
 shape are computed in the graph from the model's dimension lengths and data (nutpie bakes them
 in as constants). So one compiled model serves tables of any number of cells and walk
-positions, and a new table of a known structure loads in about a second instead of compiling
+positions, and a new table of a known structure loads in about two seconds instead of compiling
 for a minute or more.
 """
 

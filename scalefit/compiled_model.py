@@ -78,7 +78,7 @@ def _functions(model):
     if not model.check_bounds:
         rewrites.append("local_remove_check_parameter")
     logp = rewrite_graph(model.logp(), include=rewrites)
-    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    values, remaining = _trace_parts(model)
     grad = pt.concatenate([pt.as_tensor(g).ravel() for g in pt.grad(logp, values)])
     point = pt.dvector("_unconstrained_point")
     start = pt.constant(0, dtype="int64")
@@ -90,12 +90,18 @@ def _functions(model):
         pieces[value] = (piece.reshape(shape, ndim=value.ndim) if value.ndim else piece[0]).astype(value.dtype)
         start = start + size
     logp, grad = clone_replace([logp, grad], pieces)
-    free = {v.name for v in values}
-    remaining = [v for v in model.unobserved_value_vars if v.name not in free]
     expanded = pt.concatenate([point, *(pt.as_tensor(v).ravel() for v in remaining)])
     with model:
         return (compile_pymc((point,), (logp, grad), mode="NUMBA"),
                 compile_pymc((point,), [expanded], givens=list(pieces.items()), mode="NUMBA"))
+
+
+def _trace_parts(model):
+    """The free variables' values (the flat point, in order) and the other trace variables (the
+    rest of the expansion, in order): one definition for the compiled functions and the layout."""
+    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    free = {v.name for v in values}
+    return values, [v for v in model.unobserved_value_vars if v.name not in free]
 
 
 def _symbolic_shape(model, rv):
@@ -120,11 +126,10 @@ def _layout(model, point_fn) -> dict:
     import pytensor
     import pytensor.tensor as pt
 
-    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    values, remaining = _trace_parts(model)
     free = [v.name for v in values]
     point = point_fn(0)
     shapes = {name: tuple(np.shape(point[name])) for name in free}
-    remaining = [v for v in model.unobserved_value_vars if v.name not in set(free)]
     if remaining:
         shape_fn = pytensor.function(values, [pt.as_tensor(v.shape) for v in remaining], mode="FAST_COMPILE",
                                      on_unused_input="ignore")

@@ -315,9 +315,8 @@ def walk_geometry(step: np.ndarray, sd: float, z_min: float) -> dict[str, np.nda
     (bundled grid: PyTensor's rewriting 23-25 -> 20-22 s, cold). `position`: t_0 = 0 < ... < t_K = T.
     `offset`: T - 2 t_c, t_c the data's centre. `bridge` (rows, on the interior positions):
     the reach T - t_k, the bridge's shape h = t (T - t), v_k = sqrt(dt_k (T - t_k)(T - t_{k-1}))
-    and the bridge's increment scales sqrt(dt_k / ((T - t_k)(T - t_{k-1}))). (Few containers: a
-    numba call with more than 30 arguments does not compile. In the graph, PyTensor 3.3.7 folded
-    concatenate([0], cumsum(dt))[-1] + c to c: T read as 0.)"""
+    and the bridge's increment scales sqrt(dt_k / ((T - t_k)(T - t_{k-1}))). (In the graph,
+    PyTensor 3.3.7 folded concatenate([0], cumsum(dt))[-1] + c to c: T read as 0.)"""
     dt = np.asarray(step, dtype=float) ** 2
     t = np.concatenate([[0.0], np.cumsum(dt)])
     total = t[-1]

@@ -50,7 +50,7 @@ OURS = ("cpu_ladder_v1", "cpu_ladder_v1_adamh")  # our own grids; every other da
 def print_pooled(rows: pd.DataFrame) -> None:
     """Pooled scores: every dataset weighted equally, and every held-out cell weighted equally,
     over all datasets and over the public ones (data nobody here produced)."""
-    from scalefit.calibrate import format_summary, summarize
+    from scalefit.evaluation.calibrate import format_summary, summarize
 
     per = pd.concat([summarize(g, ("method",)).assign(dataset=d) for d, g in rows.groupby("dataset", sort=False)])
     public = ~rows["dataset"].isin(OURS)
@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--from-csv", type=Path, help="re-print the tables from rows saved by --save (no fitting)")
     args = ap.parse_args()
     if args.from_csv:
-        from scalefit.calibrate import format_summary, summarize
+        from scalefit.evaluation.calibrate import format_summary, summarize
 
         rows = pd.read_csv(args.from_csv)
         for name, g in rows.groupby("dataset", sort=False):
@@ -86,14 +86,13 @@ def main() -> None:
             print(format_summary(summarize(g, ("family", "method"))))
         print_pooled(rows)
         return
-    from scalefit.sampling import SamplerSettings, use_compile_cache
+    from scalefit.inference.sampling import SamplerSettings
 
-    use_compile_cache()
-    import scalefit.fit  # noqa: F401  (import the model stack before any file can change under us)
-    import scalefit.predict  # noqa: F401
-    from scalefit.calibrate import calibrate, format_summary, summarize
-    from scalefit.config import ModelConfig
-    from scalefit.grid import load_runs
+    import scalefit.fit.core  # noqa: F401  (import the model stack before any file can change under us)
+    import scalefit.fit.predict  # noqa: F401
+    from scalefit.evaluation.calibrate import calibrate, format_summary, summarize
+    from scalefit.model.config import ModelConfig
+    from scalefit.runs.table import load_runs
 
     config = ModelConfig.from_json(args.config.read_text()) if args.config else ModelConfig()
     settings = SamplerSettings(draws=args.draws, tune=args.tune, seed=0)

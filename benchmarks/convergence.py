@@ -23,7 +23,7 @@ def steplaw_shaped():
     """17 (N, D) cells like StepLaw's dense grid, each swept over 10 batch sizes (SYNTHETIC)."""
     import pandas as pd
 
-    from scalefit.synthetic import SyntheticTruth, make_grid
+    from scalefit.runs.synthetic import SyntheticTruth, make_grid
 
     truth = SyntheticTruth(curvature_n=0.02, slope_b=0.35, noise_sd=0.003)
     pairs = [(n, d) for n in (2e6, 4e6, 8e6, 16e6) for d in (2e8, 4e8, 8e8, 1.6e9)] + [(32e6, 1.6e9)]
@@ -37,12 +37,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=("synthetic", "steplaw_moe"))
     args = ap.parse_args()
-    from scalefit.sampling import SamplerSettings, use_compile_cache
+    from scalefit.inference.sampling import SamplerSettings
 
-    use_compile_cache()
-    from scalefit.config import ModelConfig
-    from scalefit.fit import fit_runs
-    from scalefit.grid import load_runs
+    from scalefit.model.config import ModelConfig
+    from scalefit.fit.core import fit_runs
+    from scalefit.runs.table import load_runs
 
     cases = []
     if args.only in (None, "synthetic"):

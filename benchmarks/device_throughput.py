@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def make_cell(size: str, steps: int, lr: float, wd: float) -> dict:
     sys.path.insert(0, str(REPO))
-    from scalefit.train.spec import expand
+    from scalefit.grids.spec import expand
 
     raw = {"ladder": str(REPO / "models" / "cpu.toml"), "sizes": [size], "optimizer": "adamw",
            "weight_decay": wd, "batch_size": 16, "tokens": {"absolute": [steps * 16 * 128]},
@@ -42,7 +42,7 @@ def worker(a) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from scalefit.train.cell import RunContext, training_function
+    from scalefit.train.run import RunContext, training_function
 
     with tempfile.TemporaryDirectory() as d:
         r = training_function(make_cell(a.size, a.steps, 2e-3, 1.0), RunContext(cell_dir=Path(d)))

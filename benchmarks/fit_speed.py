@@ -44,8 +44,8 @@ def table_for(grid: str, seed: int, smaller: bool = False):
     positions: a table the compiled model has not seen, of the same graph structure)."""
     import pandas as pd
 
-    from scalefit.grid import load_runs
-    from scalefit.synthetic import make_grid
+    from scalefit.runs.table import load_runs
+    from scalefit.runs.synthetic import make_grid
 
     if grid == "bundled":
         frame, options, size = pd.read_csv(BUNDLED), {"where": {"optimizer": "adamw"}}, "n_params"
@@ -63,12 +63,11 @@ def table_for(grid: str, seed: int, smaller: bool = False):
 def one(grid: str, sampler: str, refit: bool, seeds: int = 1, smaller: bool = False) -> dict:
     """Runs inside a fresh child process; returns one row."""
     t0 = time.perf_counter()
-    from scalefit.sampling import SamplerSettings, use_compile_cache
+    from scalefit.inference.sampling import SamplerSettings
 
-    use_compile_cache(os.environ["SCALEFIT_CACHE"])
-    from scalefit.baseline import fit_baseline
-    from scalefit.config import ModelConfig
-    from scalefit.fit import fit_runs
+    from scalefit.fit.baseline import fit_baseline
+    from scalefit.model.config import ModelConfig
+    from scalefit.fit.core import fit_runs
 
     config = ModelConfig(axis="ND")
     settings = SamplerSettings(sampler=sampler)  # the CLI's defaults (seed 0)

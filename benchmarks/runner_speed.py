@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from scalefit.train.cell import RunContext, training_function
+from scalefit.train.run import RunContext, training_function
 from scalefit.train.corpus import load_corpus
-from scalefit.train.model import GPT, GPTConfig
-from scalefit.train.spec import expand, flops_per_token
+from scalefit.train.gpt import GPT, GPTConfig
+from scalefit.grids.spec import expand, flops_per_token
 
 REPO = Path(__file__).resolve().parent.parent
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core peaks

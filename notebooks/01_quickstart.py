@@ -34,17 +34,15 @@ from pathlib import Path
 ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
 os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))  # warm pytensor compile cache
 
-from scalefit.sampling import SamplerSettings, use_compile_cache
-
-use_compile_cache()  # must run before pytensor is imported
+from scalefit.inference.sampling import SamplerSettings
 
 import numpy as np
 
-from scalefit import plots
-from scalefit.config import ModelConfig
-from scalefit.fit import fit_runs
-from scalefit.grid import load_runs
-from scalefit.report import check_report, fit_report, prediction_report
+from scalefit.report import plots
+from scalefit.model.config import ModelConfig
+from scalefit.fit.core import fit_runs
+from scalefit.runs.table import load_runs
+from scalefit.report.text import check_report, fit_report, prediction_report
 
 FAST = bool(os.environ.get("SCALEFIT_FAST"))
 SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings()
@@ -113,7 +111,7 @@ fig = plots.plot_law(fit, targets=[TARGET])
 # best run moves between seeds.
 
 # %%
-from scalefit.backtest import leave_largest_out
+from scalefit.evaluation.backtest import leave_largest_out
 
 bt = leave_largest_out(table, ModelConfig(axis="ND"), SETTINGS, along="N")
 cols = ["n_params", "n_tokens", "observed_best_lr", "lr_low", "lr_median", "lr_high", "covered",

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import tomli_w  # in the dev extra, with jupytext and matplotlib
 
-from scalefit import plots
+from scalefit.report import plots
 
 ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
 WORK = Path(tempfile.mkdtemp(prefix="scalefit_nb03_"))

@@ -36,17 +36,16 @@ from pathlib import Path
 ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
 os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
 
-from scalefit.sampling import SamplerSettings, use_compile_cache
-
-use_compile_cache()  # before pytensor is imported
+from scalefit.inference.sampling import SamplerSettings
 
 
-from scalefit import plots
-from scalefit.backtest import leave_largest_out
-from scalefit.config import ModelConfig
-from scalefit.fit import fit_runs
-from scalefit.grid import load_runs
-from scalefit.report import backtest_report, check_report, fit_report
+
+from scalefit.report import plots
+from scalefit.evaluation.backtest import leave_largest_out
+from scalefit.model.config import ModelConfig
+from scalefit.fit.core import fit_runs
+from scalefit.runs.table import load_runs
+from scalefit.report.text import backtest_report, check_report, fit_report
 
 DATA = ROOT.parent / "shared" / "data" / "hyperball_130m_lr_x_tokens" / "runs.csv"
 HAVE_DATA = DATA.exists()

@@ -31,18 +31,16 @@ from pathlib import Path
 ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
 os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
 
-from scalefit.sampling import SamplerSettings, use_compile_cache
-
-use_compile_cache()
+from scalefit.inference.sampling import SamplerSettings
 
 import warnings
 
 import numpy as np
 import pandas as pd
 
-from scalefit.config import ModelConfig
-from scalefit.fit import fit_runs
-from scalefit.grid import load_runs
+from scalefit.model.config import ModelConfig
+from scalefit.fit.core import fit_runs
+from scalefit.runs.table import load_runs
 
 FAST = bool(os.environ.get("SCALEFIT_FAST"))
 SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings(draws=3000)

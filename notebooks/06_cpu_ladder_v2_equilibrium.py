@@ -21,7 +21,7 @@
 # 2M, re-collected on the same device), plus AdamH at 2M. This notebook
 #
 # 1. measures, from each run's trajectory, how many relaxation timescales its best-LR run had
-#    elapsed (`scalefit.equilibrium`: the gap to the measured norm plateau, not the schedule alone)
+#    elapsed (`scalefit.runs.equilibrium`: the gap to the measured norm plateau, not the schedule alone)
 #    and splits the AdamW sweeps into regimes;
 # 2. sets that against the residual of the log-linear law (per weight decay, OLS on ln N, ln D);
 # 3. fits the curvature of ln lr* along N and along D, nominal and effective, per regime (one
@@ -41,8 +41,8 @@ os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
 import numpy as np
 import pandas as pd
 
-from scalefit import equilibrium as eq
-from scalefit import grid_status
+from scalefit.runs import equilibrium as eq
+from scalefit.grids import status as grid_status
 
 FAST = bool(os.environ.get("SCALEFIT_FAST"))
 GRID = ROOT / "data" / "cpu_ladder_v2_h100"
@@ -140,12 +140,11 @@ fig.tight_layout()
 # be fitted along both axes. Slope and curvature are per e-fold (natural units).
 
 # %%
-from scalefit.config import ModelConfig  # noqa: E402
-from scalefit.fit import fit_runs  # noqa: E402
-from scalefit.grid import load_runs  # noqa: E402
-from scalefit.sampling import SamplerSettings, use_compile_cache  # noqa: E402
+from scalefit.model.config import ModelConfig  # noqa: E402
+from scalefit.fit.core import fit_runs  # noqa: E402
+from scalefit.runs.table import load_runs  # noqa: E402
+from scalefit.inference.sampling import SamplerSettings  # noqa: E402
 
-use_compile_cache()
 SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings(draws=2000)
 
 

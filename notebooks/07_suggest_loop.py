@@ -39,21 +39,19 @@ from pathlib import Path
 ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
 os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
 
-from scalefit.sampling import SamplerSettings, use_compile_cache
-
-use_compile_cache()  # before pytensor is imported
+from scalefit.inference.sampling import SamplerSettings
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from scalefit.config import ModelConfig
-from scalefit.fit import fit_runs
-from scalefit.grid import load_runs
-from scalefit.report import prediction_report
-from scalefit.suggest import candidates_from_ladder, default_tokens, format_suggestion
-from scalefit.suggest_spec import write_spec
-from scalefit.train.spec import load_ladder, load_spec
+from scalefit.model.config import ModelConfig
+from scalefit.fit.core import fit_runs
+from scalefit.runs.table import load_runs
+from scalefit.report.text import prediction_report
+from scalefit.design.suggest import candidates_from_ladder, default_tokens, format_suggestion, suggest
+from scalefit.design.spec_writer import write_spec
+from scalefit.grids.spec import load_ladder, load_spec
 
 FAST = bool(os.environ.get("SCALEFIT_FAST"))
 SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings()
@@ -82,7 +80,7 @@ print(prediction_report(before))
 # %%
 lattice = tomllib.loads(BASE_SPEC.read_text())["lr_lattice"]
 candidates = candidates_from_ladder(load_ladder(ROOT / "models" / "cpu.toml"), default_tokens(fit))
-suggestion = fit.suggest(*TARGET, budget=BUDGET, candidates=candidates, lattice=lattice)
+suggestion = suggest(fit, *TARGET, budget=BUDGET, candidates=candidates, lattice=lattice)
 print(format_suggestion(suggestion))
 suggestion.table()
 

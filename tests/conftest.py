@@ -7,15 +7,15 @@ from sf_testing import FAST  # noqa: F401  (also points pytensor at the compile 
 
 @pytest.fixture(scope="session")
 def default_table():
-    from scalefit.grid import load_runs
-    from scalefit.synthetic import make_grid
+    from scalefit.runs.table import load_runs
+    from scalefit.runs.synthetic import make_grid
 
     return load_runs(make_grid())
 
 
 @pytest.fixture(scope="session")
 def default_fit(default_table):
-    from scalefit.config import ModelConfig
-    from scalefit.fit import fit_runs
+    from scalefit.model.config import ModelConfig
+    from scalefit.fit.core import fit_runs
 
     return fit_runs(default_table, ModelConfig(axis="N"), FAST)

@@ -10,9 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("SCALEFIT_CACHE", str(REPO / ".cache"))
-from scalefit.sampling import SamplerSettings, use_compile_cache  # noqa: E402
-
-use_compile_cache()
+from scalefit.inference.sampling import SamplerSettings  # noqa: E402
 
 # Small but real sampling: enough draws for the recovery assertions, cheap on 2 cores.
 FAST = SamplerSettings(draws=1000, tune=1000, chains=2, seed=1)
@@ -29,7 +27,7 @@ def assert_runs_table_matches_result_files(grid, runs, columns) -> None:
     """A shipped runs.csv is regenerated from cells/*/result.json, never edited by hand."""
     import numpy as np
 
-    from scalefit.collect import collect_runs
+    from scalefit.runs.harvest import collect_runs
 
     fresh = collect_runs(grid)
     assert len(fresh) == len(runs)

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.calibrate import bootstrap_draws, chains, distance_efolds, interval_score, summarize, sweep_optimum
-from scalefit.grid import load_runs
-from scalefit.synthetic import SyntheticTruth, make_grid
+from scalefit.evaluation.calibrate import bootstrap_draws, chains, distance_efolds, interval_score, summarize, sweep_optimum
+from scalefit.runs.table import load_runs
+from scalefit.runs.synthetic import SyntheticTruth, make_grid
 
 
 def _sweep(lrs, opt, width=0.05):
@@ -82,7 +82,7 @@ def test_calibrate_cli_end_to_end(tmp_path, capsys):
     """Straight synthetic law along N, one budget: two rolling backtests (3 -> 4, 5 cells and
     4 -> 5). The harness's truth (the held-out sweep's vertex) is near the known optimum; the
     model's 90% intervals cover both; every score is reported."""
-    from scalefit.cli import main
+    from scalefit.cli.main import main
 
     truth = SyntheticTruth(curvature_n=0.0, outlier_prob=0.0)
     path = tmp_path / "runs.csv"
@@ -111,13 +111,13 @@ def test_an_unmappable_effective_prediction_is_recorded_and_left_out_of_every_me
     that fails still raises."""
     import types
 
-    import scalefit.predict
-    from scalefit.calibrate import _model_row
+    import scalefit.fit.predict
+    from scalefit.evaluation.calibrate import _model_row
 
     def unmappable(*args, **kwargs):
         raise ValueError("the fitted eff_lr map is not increasing in lr at the target")
 
-    monkeypatch.setattr(scalefit.predict, "nominal_log_lr_draws", unmappable)
+    monkeypatch.setattr(scalefit.fit.predict, "nominal_log_lr_draws", unmappable)
     eff_map = types.SimpleNamespace(rising_fraction=lambda n, d: 0.01)
     fit = types.SimpleNamespace(config=types.SimpleNamespace(lr_kind="effective"), eff_map=eff_map)
     info = pd.Series({"n_params": 1e6, "n_tokens": 1e8})

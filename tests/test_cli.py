@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from scalefit.cli import count, main
-from scalefit.synthetic import SyntheticTruth
+from scalefit.cli.main import count, main
+from scalefit.runs.synthetic import SyntheticTruth
 
 
 def test_count_parses_suffixes():
@@ -61,7 +61,7 @@ def test_check_accepts_two_optimizers_but_fit_needs_one(tmp_path, capsys):
     """A table with AdamW and AdamH sweeps is valid data; check splits the cells, a fit must choose."""
     import pandas as pd
 
-    from scalefit.synthetic import make_grid
+    from scalefit.runs.synthetic import make_grid
 
     a = make_grid(SyntheticTruth(), seed=3).assign(optimizer="adamw")
     both = tmp_path / "both.csv"
@@ -90,7 +90,7 @@ def test_bundled_default_is_the_documented_generator_output():
     import pandas as pd
 
     from sf_testing import REPO
-    from scalefit.synthetic import make_grid
+    from scalefit.runs.synthetic import make_grid
 
     shipped = pd.read_csv(REPO / "data" / "synthetic_default" / "runs.csv")
     regenerated = make_grid()

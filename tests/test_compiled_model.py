@@ -68,7 +68,7 @@ def _assert_matches(compiled, model, x):
 
 
 def test_callbacks_match_pymc_and_see_swapped_data():
-    from scalefit.compiled_model import compile_cached
+    from scalefit.inference.compiled import compile_cached
 
     model = _tiny()
     compiled = compile_cached(model)
@@ -90,10 +90,10 @@ def test_callbacks_match_pymc_and_see_swapped_data():
 
 CHILD = """
 import sys, json, time
-from scalefit.sampling import use_compile_cache
+from scalefit.inference.sampling import use_compile_cache
 use_compile_cache(sys.argv[1])  # before PyTensor is imported
 """ + TINY_MODEL + """
-from scalefit.compiled_model import compile_cached
+from scalefit.inference.compiled import compile_cached
 import nutpie
 rng = np.random.default_rng(0)
 x = rng.normal(size=30)
@@ -135,7 +135,7 @@ def test_a_stale_structure_key_falls_back_to_the_full_path():
     not trusted: the model is compiled in full and computes its own logp."""
     import uuid
 
-    from scalefit.compiled_model import compile_cached
+    from scalefit.inference.compiled import compile_cached
 
     key = f"stale-{uuid.uuid4().hex}"
     three = _tiny()
@@ -178,7 +178,7 @@ def test_a_model_of_other_sizes_loads_the_same_compiled_code():
     graph, and computes its own logp and gradient."""
     import uuid
 
-    import scalefit.compiled_model as cm
+    import scalefit.inference.compiled as cm
 
     key = f"generic-{uuid.uuid4().hex}"
     small = _generic(3, 40, seed=0)
@@ -201,11 +201,12 @@ def test_the_scalefit_model_compiled_for_one_table_computes_another(default_tabl
     """The real model (joint N,D law, both walks with interior positions): the code compiled for
     the default table, loaded for the table without its largest size, gives PyMC's own logp and
     gradient for both. Guards the symbolic sizes and the numba build against miscompiling."""
-    from scalefit.config import ModelConfig
-    from scalefit.grid import load_runs
-    from scalefit.model import build_model, prepare
-    from scalefit.sampling import _compiled
-    from scalefit.synthetic import make_grid
+    from scalefit.model.config import ModelConfig
+    from scalefit.runs.table import load_runs
+    from scalefit.model.data import prepare
+    from scalefit.model.graph import build_model
+    from scalefit.inference.sampling import _compiled
+    from scalefit.runs.synthetic import make_grid
 
     config = ModelConfig(axis="ND")
     frame = make_grid()

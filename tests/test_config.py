@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from scalefit.config import ModelConfig, default_priors
+from scalefit.model.config import ModelConfig, default_priors
 
 
 def test_round_trip_and_hash():

@@ -14,7 +14,7 @@ RUNS = GRID / "runs.csv"
 
 
 def _findings():
-    from scalefit import grid_status  # the model-free summaries (sweeps, seed noise)
+    from scalefit.grids import status as grid_status  # the model-free summaries (sweeps, seed noise)
 
     return grid_status
 
@@ -25,7 +25,7 @@ def runs():
 
 
 def test_scalefit_check_passes_on_the_shipped_table(capsys):
-    from scalefit.cli import main
+    from scalefit.cli.main import main
 
     assert main(["check", str(RUNS)]) == 0
     assert "OK" in capsys.readouterr().out
@@ -82,7 +82,7 @@ def test_seed_noise_summary_is_consistent(runs):
 def test_compare_on_the_shipped_grid(tmp_path, capsys):
     """`scalefit compare` on the real AdamW runs, small sampling: every variant fits, predicts and
     backtests, and the joint N,D law's backtest lands within a factor 2 of the held-out optimum."""
-    from scalefit.cli import main
+    from scalefit.cli.main import main
 
     out = tmp_path / "compare.json"
     argv = ["compare", str(RUNS), "--where", "optimizer=adamw", "--n-params", "2M", "--n-tokens", "4M",

@@ -23,8 +23,8 @@ def test_runs_table_is_exactly_what_the_result_files_say():
 
 
 def test_the_spec_plans_every_collected_cell_and_the_extension_is_on_record():
-    from scalefit.grid_status import grid_table
-    from scalefit.train.spec import load_spec
+    from scalefit.grids.status import grid_table
+    from scalefit.grids.spec import load_spec
 
     cells = grid_table(load_spec(SPEC), GRID)
     assert len(cells) == 24 and (cells["status"] == "ok").all()
@@ -35,7 +35,7 @@ def test_the_spec_plans_every_collected_cell_and_the_extension_is_on_record():
 
 
 def test_the_new_cells_optimum_is_bracketed_and_below_the_2m_one():
-    from scalefit.calibrate import sweep_optimum
+    from scalefit.evaluation.calibrate import sweep_optimum
 
     runs = pd.read_csv(GRID / "runs.csv")
     for _, g in runs.groupby("seed"):

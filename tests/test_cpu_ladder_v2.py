@@ -22,13 +22,13 @@ def runs():
 
 @pytest.fixture(scope="module")
 def states(runs):
-    from scalefit import equilibrium as eq
+    from scalefit.runs import equilibrium as eq
 
     return eq.grid_states(GRID, runs)
 
 
 def test_scalefit_check_passes_on_the_shipped_table(capsys):
-    from scalefit.cli import main
+    from scalefit.cli.main import main
 
     # two weight decays share (N, D) cells: the whole table checks with wd as a cell key ...
     assert main(["check", str(RUNS), "--cell-by", "weight_decay"]) == 0
@@ -49,8 +49,8 @@ def test_runs_table_is_exactly_what_the_result_files_say(runs):
 
 
 def test_grid_plan_shows_every_cell_done():
-    from scalefit.grid_status import grid_table
-    from scalefit.train.spec import load_spec
+    from scalefit.grids.status import grid_table
+    from scalefit.grids.spec import load_spec
 
     cells = grid_table(load_spec(SPEC), GRID)
     assert len(cells) == 341
@@ -58,7 +58,7 @@ def test_grid_plan_shows_every_cell_done():
 
 
 def test_grid_has_the_shape_the_issue_asks_for(runs):
-    from scalefit.grid_status import sweeps
+    from scalefit.grids.status import sweeps
 
     sw = sweeps(runs)
     aw = sw[(sw["optimizer"] == "adamw") & (sw["seed"] == 0)]
@@ -77,7 +77,7 @@ def test_grid_has_the_shape_the_issue_asks_for(runs):
 
 
 def test_every_sweep_brackets_its_optimum(runs):
-    from scalefit.grid_status import sweeps
+    from scalefit.grids.status import sweeps
 
     sw = sweeps(runs)
     assert len(sw) == 37  # 30 AdamW seed-0 sweeps, 2 repeats, 5 AdamH
@@ -101,7 +101,7 @@ def test_provenance_one_corpus_shared_with_v1_and_the_card_names_it(runs):
 def test_wd01_block_is_v1_cell_for_cell_and_agrees_with_it(runs):
     """The wd 0.1 block re-runs v1's seed-0 AdamW cells (same configs, same ids) on the device:
     the losses agree to ~1e-3 nats on median and the best LR of most sweeps is the same."""
-    from scalefit.grid_status import sweeps
+    from scalefit.grids.status import sweeps
 
     v1 = pd.read_csv(V1 / "runs.csv")
     v1 = v1[(v1["optimizer"] == "adamw") & (v1["seed"] == 0)]
@@ -119,8 +119,8 @@ def test_wd01_block_is_v1_cell_for_cell_and_agrees_with_it(runs):
 
 def test_regime_split_measured_from_trajectories(states):
     """Issue 14: at least a third of the AdamW best-LR runs past 3 timescales and a third inside
-    one, by the trajectory's own gap to its plateau (scalefit.equilibrium), not by the schedule."""
-    from scalefit import equilibrium as eq
+    one, by the trajectory's own gap to its plateau (scalefit.runs.equilibrium), not by the schedule."""
+    from scalefit.runs import equilibrium as eq
 
     best = eq.best_runs(states)
     best = best[best["seed"] == 0]
@@ -137,7 +137,7 @@ def test_regime_split_measured_from_trajectories(states):
 
 
 def test_tau_traj_recovers_the_relaxation_law():
-    from scalefit import equilibrium as eq
+    from scalefit.runs import equilibrium as eq
 
     for E in (0.1, 0.5, 1.0, 2.5, 5.0):
         P, r0 = 0.7, 0.02

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from sf_testing import FAST
-from scalefit.effective import fit_effective_map
-from scalefit.grid import load_runs
-from scalefit.model import Standardization
-from scalefit.synthetic import EffectiveTruth, make_effective_grid
+from scalefit.fit.effective import fit_effective_map
+from scalefit.runs.table import load_runs
+from scalefit.model.standardize import Standardization
+from scalefit.runs.synthetic import EffectiveTruth, make_effective_grid
 
 
 def _std(table):
@@ -130,7 +130,7 @@ def test_map_draws_that_do_not_rise_at_the_target_are_dropped_not_fatal():
     cross zero. Those draws are left out (eff_lr rises with lr): the rest invert as before, the
     interval is wider where the slope is small, and only a target where (almost) no draw rises
     raises."""
-    from scalefit.effective import MIN_RISING_DRAWS, EffectiveMap
+    from scalefit.fit.effective import MIN_RISING_DRAWS, EffectiveMap
 
     rng = np.random.default_rng(0)
     n = 4000
@@ -165,7 +165,7 @@ def test_map_needs_eff_lr():
 
 @pytest.mark.slow
 def test_compare_finds_curvature_in_nominal_but_not_in_effective():
-    from scalefit.compare import compare
+    from scalefit.evaluation.compare import compare
 
     truth = EffectiveTruth()
     table = load_runs(make_effective_grid(truth))
@@ -194,7 +194,7 @@ def test_compare_finds_curvature_in_nominal_but_not_in_effective():
 
 
 def test_transient_by_cell_reads_the_probe_columns():
-    from scalefit.effective import transient_by_cell
+    from scalefit.fit.effective import transient_by_cell
 
     frame = make_effective_grid()
     with pytest.raises(ValueError, match="lacks"):
@@ -218,7 +218,7 @@ def test_map_is_unbiased_near_the_optima_of_the_shipped_grid():
     """cpu_ladder_v1 (AdamW): a global log-linear map left +0.06 (up to +0.14) in ln eff_lr near
     the optimum of each cell; the windowed map with its u^2 term is centred there."""
     from sf_testing import REPO
-    from scalefit.effective import near_optimum
+    from scalefit.fit.effective import near_optimum
 
     table = load_runs(REPO / "data" / "cpu_ladder_v1" / "runs.csv", where={"optimizer": "adamw"})
     runs, std = table.runs, _std(table)

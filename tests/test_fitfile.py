@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from scalefit.fit import Fit
+from scalefit.fit.core import Fit
 
 
 def test_save_load_predict_identical(default_fit, tmp_path):

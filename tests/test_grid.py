@@ -1,11 +1,11 @@
-"""Tests for scalefit.grid: reading, validating and viewing the runs table."""
+"""Tests for scalefit.runs.table: reading, validating and viewing the runs table."""
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scalefit.grid import (REQUIRED_COLUMNS, Problem, RunsTable, RunsTableError, load_runs, read_table,
+from scalefit.runs.table import (REQUIRED_COLUMNS, Problem, RunsTable, RunsTableError, load_runs, read_table,
                            validate)
 
 FIX = Path(__file__).parent / "fixtures" / "grid"

@@ -6,11 +6,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from scalefit.baseline import cell_vertex, fit_baseline
-from scalefit.config import ModelConfig
-from scalefit.grid import load_runs
-from scalefit.model import build_model, prepare, run_weights, valley_rise, valley_shape
-from scalefit.predict import decide, predict
+from scalefit.fit.baseline import cell_vertex, fit_baseline
+from scalefit.model.config import ModelConfig
+from scalefit.runs.table import load_runs
+from scalefit.model.data import prepare, run_weights
+from scalefit.model.graph import build_model
+from scalefit.model.valley import valley_rise, valley_shape
+from scalefit.fit.predict import decide, predict
 
 
 def _grid(rows):
@@ -95,7 +97,7 @@ def test_model_structure_follows_config(default_table):
 @pytest.mark.parametrize("hold_largest", [False, True])
 def test_slope_curvature_and_walk_drawn_together_keep_the_stated_prior(default_table, hold_largest):
     """The law's slope, curvature and discrepancy walk are drawn as the sums the data see plus
-    splits they cannot see (scalefit.model._law_walk), and the intercept net of the law's mean
+    splits they cannot see (scalefit.model.graph._law_walk), and the intercept net of the law's mean
     over the cells: the prior must still be intercept ~ N(0, 2), slope ~ N(mu, sigma),
     curvature ~ N(0, 0.05) and a Brownian walk with E[kappa^2] min(t_i, t_j) covariance, all
     independent."""
@@ -139,7 +141,7 @@ def test_centring_follows_each_cells_information_and_scale_priors_follow_config(
     """A cell whose sweep pins its optimum (many runs, sharp valley) is centred (w near 1); the
     same cell with its runs thinned to a flat, noisy valley is not; a held-out cell gets w = 0.
     A scale prior with alpha/beta is a Gamma (kept off zero), with sigma a HalfNormal."""
-    from scalefit.model import cell_centring
+    from scalefit.model.centring import cell_centring
 
     rng = np.random.default_rng(0)
     x_sharp = np.repeat(np.linspace(-1.5, 1.5, 9), 3)
@@ -167,7 +169,7 @@ def test_optimum_scatter_by_moments_and_the_centring_it_sets():
     """The optima's scatter around the law, by moments: about the true tau when the vertices
     scatter, 0 when they sit on the law within their standard errors, and None (the fixed 0.3)
     with too few cells. Cells whose optima sit on the law are then non-centred."""
-    from scalefit.model import MIN_SCATTER_DOF, TYPICAL_TAU, cell_centring, optimum_scatter
+    from scalefit.model.centring import MIN_SCATTER_DOF, TYPICAL_TAU, cell_centring, optimum_scatter
 
     rng = np.random.default_rng(1)
     z = np.linspace(-1.5, 1.5, 400)
@@ -215,8 +217,8 @@ def test_law_priors_are_stated_per_efold_whatever_the_standardization(default_ta
 def test_discrepancy_walk_positions_and_continuation():
     """The walk visits each distinct ln N once (cells sharing N share it); beyond the data the
     continued walk spreads like kappa sqrt(distance); between fitted points it is a bridge."""
-    from scalefit.model import walk_positions
-    from scalefit.predict import _continue_walk
+    from scalefit.model.law import walk_positions
+    from scalefit.fit.predict import _continue_walk
 
     index, step = walk_positions(np.array([1e6, 4e6, 1e6, 16e6]))
     assert index.tolist() == [0, 1, 0, 2] and step == pytest.approx(np.sqrt([np.log(4), np.log(4)]))
@@ -265,8 +267,8 @@ class _FakeFit:
     """Just what predict() reads, with a posterior whose answer is known in closed form."""
 
     def __init__(self, tau=0.4, sd=0.3, n=40000):
-        from scalefit.model import Standardization
-        from scalefit.sampling import Convergence
+        from scalefit.model.standardize import Standardization
+        from scalefit.inference.sampling import Convergence
 
         rng = np.random.default_rng(1)
         shape = (2, n // 2)
@@ -308,7 +310,7 @@ def test_student_t_log_survival_is_exact_with_finite_gradients(nu):
     import pytensor.tensor as pt
     from scipy import stats
 
-    from scalefit.model import student_t_logsf
+    from scalefit.model.valley import student_t_logsf
 
     t = pt.dvector("t")
     value = student_t_logsf(t, nu, pm, pt)
@@ -330,8 +332,8 @@ def test_tables_of_other_sizes_share_one_compiled_model(default_table):
     """The compiled model's key ignores the numbers of cells and walk positions (they stay
     symbolic in the compiled code), but not what changes the graph: the law's axes, or a walk
     that loses its interior positions."""
-    from scalefit.sampling import structure_key
-    from scalefit.synthetic import make_grid
+    from scalefit.inference.sampling import structure_key
+    from scalefit.runs.synthetic import make_grid
 
     config = ModelConfig(axis="ND")
     full = prepare(default_table.runs, default_table.cells, config)

@@ -9,7 +9,7 @@ from sf_testing import REPO
 CHILD = """
 import json, sys
 import numpy as np
-from scalefit.nutpie_import import import_nutpie
+from scalefit.inference.backend import import_nutpie
 
 nutpie = import_nutpie()
 heavy = [m for m in ("arviz_plots", "arviz_stats", "matplotlib", "scipy.stats") if m in sys.modules]

@@ -1,4 +1,4 @@
-"""Figures: what each plot shows is checked on the artists, not by eye (scalefit.plots, cli_plots)."""
+"""Figures: what each plot shows is checked on the artists, not by eye (scalefit.report.plots, cli_plots)."""
 
 import argparse
 import dataclasses
@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from scalefit import plots  # noqa: E402
-from scalefit.cli_plots import register  # noqa: E402
+from scalefit.report import plots  # noqa: E402
+from scalefit.cli.plots import register  # noqa: E402
 
 TARGET = (1.28e8, 4e8)
 
@@ -180,7 +180,7 @@ def test_law_shows_backtest_observed_points(default_fit):
 
 def _as_effective(fit):
     """The default fit relabelled as an effective-LR fit with eff_lr = 2 lr (plumbing only)."""
-    from scalefit.effective import EffectiveMap
+    from scalefit.fit.effective import EffectiveMap
 
     runs = fit.table.runs.assign(eff_lr=lambda r: 2 * r["lr"])
     table = dataclasses.replace(fit.table, runs=runs)

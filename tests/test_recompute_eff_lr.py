@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from sf_testing import REPO
-from scalefit.recompute_eff_lr import recompute_dir
-from scalefit.train.schedule import lr_multiplier
+from scripts.experiments.recompute_eff_lr import recompute_dir
+from scalefit.grids.schedule import lr_multiplier
 
 GRID = REPO / "data" / "cpu_ladder_v1"
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from sf_testing import FAST
-from scalefit.backtest import leave_largest_out
-from scalefit.config import ModelConfig
-from scalefit.fit import fit_runs
-from scalefit.grid import load_runs
-from scalefit.synthetic import SyntheticTruth, make_grid
+from scalefit.evaluation.backtest import leave_largest_out
+from scalefit.model.config import ModelConfig
+from scalefit.fit.core import fit_runs
+from scalefit.runs.table import load_runs
+from scalefit.runs.synthetic import SyntheticTruth, make_grid
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_default_fit_recovers_every_cell_optimum(default_table, default_fit):
 
 
 def test_default_pymc_sampler_agrees_with_nutpie(default_table, default_fit):
-    from scalefit.sampling import SamplerSettings
+    from scalefit.inference.sampling import SamplerSettings
 
     fit = fit_runs(default_table, ModelConfig(axis="N"),
                    SamplerSettings(draws=300, tune=300, chains=2, sampler="pymc", seed=2))
@@ -87,7 +87,7 @@ def test_default_pymc_sampler_agrees_with_nutpie(default_table, default_fit):
 def test_interval_widens_with_extrapolation_distance(default_fit):
     """Fitted on 2M-32M: the 90% interval grows with the distance beyond 32M, and so does the
     law's discrepancy term on its own (the same draws with and without it differ by exactly it)."""
-    from scalefit.predict import target_draws, walk_context
+    from scalefit.fit.predict import target_draws, walk_context
 
     def draws(n, walk):
         return target_draws(default_fit.posterior, default_fit.std, default_fit.config, n, 4e8, seed=0, walk=walk)["m"]

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from scalefit.mcmc_diagnostics import ess_bulk, ess_tail, rhat
+from scalefit.inference.diagnostics import ess_bulk, ess_tail, rhat
 
 
 def _ar1_chains(seed=0, k=40, chains=2, n=601):
@@ -47,9 +47,9 @@ def _posterior_values(tree) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def compiled(default_table):
-    from scalefit.config import ModelConfig
-    from scalefit.model import prepare
-    from scalefit.sampling import _compiled
+    from scalefit.model.config import ModelConfig
+    from scalefit.model.data import prepare
+    from scalefit.inference.sampling import _compiled
 
     config = ModelConfig(axis="N")
     return _compiled(prepare(default_table.runs, default_table.cells, config), config)
@@ -57,7 +57,7 @@ def compiled(default_table):
 
 @pytest.mark.slow
 def test_a_stop_at_the_ess_target_keeps_exactly_the_first_draws_of_the_full_run(compiled):
-    from scalefit.sampling import SamplerSettings, _draw_nutpie, convergence
+    from scalefit.inference.sampling import SamplerSettings, _draw_nutpie, convergence
 
     full = _draw_nutpie(compiled, SamplerSettings(draws=1500, tune=300, seed=3, target_ess=None), 0.9, False)
     rule = SamplerSettings(draws=1500, tune=300, seed=3, target_ess=100, check_every=100)
@@ -67,7 +67,7 @@ def test_a_stop_at_the_ess_target_keeps_exactly_the_first_draws_of_the_full_run(
     assert k % 100 == 0 and k < 1500
     assert again["posterior"].to_dataset().sizes["draw"] == k
     np.testing.assert_array_equal(_posterior_values(stopped), _posterior_values(full)[:, :k])
-    from scalefit.sampling import _first_draws, _reached
+    from scalefit.inference.sampling import _first_draws, _reached
 
     assert _reached(stopped, 100) and convergence(stopped).min_ess_tail >= 100
     assert k == 100 or not _reached(_first_draws(full, k - 100), 100)  # the first checkpoint that qualifies
@@ -75,7 +75,7 @@ def test_a_stop_at_the_ess_target_keeps_exactly_the_first_draws_of_the_full_run(
 
 @pytest.mark.slow
 def test_a_diverging_attempt_stops_at_the_first_checkpoint_past_its_first_divergence(compiled):
-    from scalefit.sampling import SamplerSettings, _draw_nutpie
+    from scalefit.inference.sampling import SamplerSettings, _draw_nutpie
 
     # a step size tuned for 30% acceptance diverges on a hierarchical model
     settings = SamplerSettings(draws=1200, tune=200, seed=5, target_ess=None, check_every=100)
@@ -94,8 +94,8 @@ def test_attempt_order_puts_the_geometry_that_suits_the_table_first():
     the table's own centring first, at 0.9. Both geometries are tried at the first level before
     either is retried at 0.99. A table whose optima are all non-centred anyway falls back to
     half-centred discrepancy walks, or, without walks, is tried once per level."""
-    from scalefit.model import ModelData
-    from scalefit.sampling import FALLBACK_WALK_CENTRING, FEW_CELLS, SamplerSettings, attempt_order
+    from scalefit.model.data import ModelData
+    from scalefit.inference.sampling import FALLBACK_WALK_CENTRING, FEW_CELLS, SamplerSettings, attempt_order
 
     def table(n_cells, centring, walks=None):
         cell = np.repeat(np.arange(n_cells), 4)

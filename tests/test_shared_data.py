@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from sf_testing import FAST, shared_csv
-from scalefit.backtest import leave_largest_out
-from scalefit.config import ModelConfig
-from scalefit.fit import fit_runs
-from scalefit.grid import load_runs
+from scalefit.evaluation.backtest import leave_largest_out
+from scalefit.model.config import ModelConfig
+from scalefit.fit.core import fit_runs
+from scalefit.runs.table import load_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sf_testing import REPO
-from scalefit.suggest import Candidate, joint_draws, suggest
+from scalefit.design.suggest import Candidate, joint_draws, suggest
 
 TARGET = (128e6, 4e8)
 
@@ -46,16 +46,16 @@ def test_a_budget_below_every_candidate_is_a_clear_error(default_fit, tmp_path):
         suggest(default_fit, *TARGET, budget=10.0, candidates=[Candidate(64e6, 4e8, flops_per_run=1e15)])
     fit_file = tmp_path / "fit.nc"
     default_fit.save(fit_file)
-    out = subprocess.run([sys.executable, "-m", "scalefit.cli", "suggest", str(fit_file), "--n-params", "128M",
+    out = subprocess.run([sys.executable, "-m", "scalefit.cli.main", "suggest", str(fit_file), "--n-params", "128M",
                           "--n-tokens", "4e8", "--budget", "1e9"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "below the cheapest candidate" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_the_written_spec_parses_and_plans_exactly_the_proposed_cells(default_fit, tmp_path):
-    from scalefit.suggest import candidates_from_ladder
-    from scalefit.suggest_spec import write_spec
-    from scalefit.train.spec import load_ladder, load_spec
+    from scalefit.design.suggest import candidates_from_ladder
+    from scalefit.design.spec_writer import write_spec
+    from scalefit.grids.spec import load_ladder, load_spec
 
     ladder = load_ladder(REPO / "models" / "gpt2.toml")  # 22M-707M: around and beyond the fitted 2M-32M
     candidates = candidates_from_ladder(ladder, [4e8, 8e8], vocab_size=50304)
@@ -74,7 +74,7 @@ def test_the_written_spec_parses_and_plans_exactly_the_proposed_cells(default_fi
 def test_a_sweep_centred_on_the_optimum_pins_it_better_than_one_beside_it():
     from types import SimpleNamespace
 
-    from scalefit.suggest import optimum_variance, window
+    from scalefit.design.suggest import optimum_variance, window
 
     rng = np.random.default_rng(0)
     n = 300
@@ -99,11 +99,11 @@ def test_a_sweep_centred_on_the_optimum_pins_it_better_than_one_beside_it():
 
 
 def test_the_cli_writes_a_plannable_spec_and_asks_for_the_recipe_when_the_fit_names_none(default_fit, tmp_path):
-    from scalefit.train.spec import load_spec
+    from scalefit.grids.spec import load_spec
 
     fit_file = tmp_path / "fit.nc"
     default_fit.save(fit_file)
-    base = [sys.executable, "-m", "scalefit.cli", "suggest", str(fit_file), "--n-params", "128M",
+    base = [sys.executable, "-m", "scalefit.cli.main", "suggest", str(fit_file), "--n-params", "128M",
             "--n-tokens", "4e8", "--budget", "1e19", "--tokens", "4e8", "8e8"]
     out = subprocess.run(base + ["-o", str(tmp_path / "a.toml")], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2 and "--spec" in out.stderr and not (tmp_path / "a.toml").exists()

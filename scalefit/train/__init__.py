@@ -6,5 +6,5 @@ torch-free so ``scalefit grid plan`` works without the ``train`` extra. ``model`
 
 Data flow: grid spec (TOML) -> :mod:`spec` cells -> :mod:`shard` workers claim cells ->
 :func:`cell.training_function` trains one -> ``DIR/cells/<id>/result.json`` + trajectory ->
-:mod:`scalefit.collect` -> runs table.
+:mod:`scalefit.runs.harvest` -> runs table.
 """

@@ -37,7 +37,7 @@ is also the average that matches the log-space map and fit). Over time, **every 
   The per-step rows live in ``records``, so a checkpoint/resume keeps them.
 - stored trajectories without per-step rows (``cpu_ladder_v1``, written before them) are
   recomputed by interpolating theta_bar_t / s(t) and s(t) linearly between probed steps, so that
-  each probe stands for the steps around it (:func:`per_step`; :mod:`scalefit.recompute_eff_lr`).
+  each probe stands for the steps around it (:func:`per_step`; :mod:`scripts.experiments.recompute_eff_lr`).
   A plain mean over probed steps, as before, weighted the densely probed early transient ~10x
   too much: on cpu_ladder_v1 it was 1.0-3.1x (median 1.74x) the recomputed value (1.67x from the
   time weighting alone, the rest from the arithmetic mean over matrices).

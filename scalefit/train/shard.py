@@ -2,11 +2,11 @@
 
 Sharded mode (default): every process walks the cells in the same order (the spec's priorities,
 high first; within one, largest or smallest FLOPs first per the spec's ``order``) and trains the
-next cell it can claim (:func:`scalefit.train.store.try_claim`), alone. Claims live on the
+next cell it can claim (:func:`scalefit.grids.store.try_claim`), alone. Claims live on the
 filesystem, so processes on several nodes sharing ``--out`` cooperate. ``--ddp``: the main
 process claims, all processes train that cell together (DistributedDataParallel), the main
 process writes the result. When a pass finds nothing left to claim, sweeps with
-``[sweep.extend]`` may add LRs (:mod:`scalefit.train.brackets`) and the walk goes on.
+``[sweep.extend]`` may add LRs (:mod:`scalefit.grids.brackets`) and the walk goes on.
 
 While a worker owns a cell a daemon thread keeps its claim's heartbeat fresh, however long a step
 or an eval takes. A cell that raises is recorded as ``failed`` with its error and traceback (in
@@ -26,8 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-from scalefit.train import brackets, store
-from scalefit.train.spec import Cell, GridSpec, SpecError, load_spec
+from scalefit.grids import brackets, store
+from scalefit.grids.spec import Cell, GridSpec, SpecError, load_spec
 
 
 def _fmt_s(s: float) -> str:
@@ -61,7 +61,7 @@ def _claim_and_count(c: Cell, d: Path, log) -> bool:
     limit = c.run.get("max_attempts", 3)
     if n <= limit:
         return True
-    from scalefit.train.cell import failure_result
+    from scalefit.train.run import failure_result
 
     msg = (f"{limit} starts in a row died without a result or a new checkpoint (crash, kill or "
            "hang); not started again: see the workers' logs, then --retry-failed")
@@ -116,7 +116,7 @@ def exit_with_launcher(poll_s: float = 0.5) -> bool:
 
 def _train(c: Cell, d: Path, acc, *, ddp: bool, progress: bool, trackers, log) -> dict:
     """Train one claimed cell; a raise becomes a ``failed`` result written by the cell's writer."""
-    from scalefit.train.cell import RunContext, failure_result, training_function
+    from scalefit.train.run import RunContext, failure_result, training_function
 
     ctx = RunContext(cell_dir=d, accelerator=acc, ddp=ddp, progress=progress, trackers=trackers)
     writer = acc.is_main_process or not ddp

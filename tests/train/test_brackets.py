@@ -10,8 +10,8 @@ import pytest
 
 from runner_helpers import REPO, write_grid
 
-from scalefit.train import brackets, store
-from scalefit.train.spec import load_spec
+from scalefit.grids import brackets, store
+from scalefit.grids.spec import load_spec
 
 GRID = """
     name = "bracket"

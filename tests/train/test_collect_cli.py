@@ -9,10 +9,10 @@ import pytest
 
 from runner_helpers import REPO
 
-from scalefit import cli_runners
-from scalefit.collect import CONTRACT_COLUMNS, collect_runs
-from scalefit.train import store
-from scalefit.train.spec import load_spec
+from scalefit.cli.main import main as cli_main
+from scalefit.runs.harvest import CONTRACT_COLUMNS, collect_runs
+from scalefit.grids import store
+from scalefit.grids.spec import load_spec
 
 
 def _fake_out(tmp_path):
@@ -37,20 +37,20 @@ def _fake_out(tmp_path):
 def test_collect_writes_contract_columns(tmp_path, capsys):
     out = _fake_out(tmp_path)
     for name in ("runs.csv", "runs.parquet"):
-        assert cli_runners.main(["collect", str(out), "-o", str(tmp_path / name)]) == 0
+        assert cli_main(["collect", str(out), "-o", str(tmp_path / name)]) == 0
         df = pd.read_csv(tmp_path / name) if name.endswith("csv") else pd.read_parquet(tmp_path / name)
         assert list(df.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
         assert len(df) == 5 and df.cell_id.is_unique and "traceback" not in df
         assert sorted(df.status) == ["diverged", "failed", "ok", "ok", "ok"]
         assert np.isnan(df.loc[df.status == "diverged", "final_loss"]).all()
     assert "wrote 5 runs" in capsys.readouterr().out
-    assert cli_runners.main(["collect", str(out), "-o", str(tmp_path / "runs.xlsx")]) == 2
-    assert cli_runners.main(["collect", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r.csv")]) == 2
+    assert cli_main(["collect", str(out), "-o", str(tmp_path / "runs.xlsx")]) == 2
+    assert cli_main(["collect", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r.csv")]) == 2
     assert "no cells/ directory" in capsys.readouterr().err
 
 
 def test_collected_table_loads_in_the_fit_side(tmp_path):
-    grid = pytest.importorskip("scalefit.grid")
+    grid = pytest.importorskip("scalefit.runs.table")
     out = _fake_out(tmp_path)
     df = collect_runs(out)
     df = df[df.status != "failed"]
@@ -66,7 +66,7 @@ def test_grid_plan_lists_cells_flops_and_status(tmp_path, capsys):
     d = store.cell_dir(out, done.id)
     d.mkdir(parents=True)
     store.write_json_atomic(d / "result.json", {"status": "ok"})
-    assert cli_runners.main(["grid", "plan", str(REPO / "runners/grids/micro.toml"), "--out", str(out)]) == 0
+    assert cli_main(["grid", "plan", str(REPO / "runners/grids/micro.toml"), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert all(c.id in text for c in spec.cells)
     line = next(ln for ln in text.splitlines() if done.id in ln)
@@ -74,13 +74,13 @@ def test_grid_plan_lists_cells_flops_and_status(tmp_path, capsys):
     assert "pending: 5" in text and "ok: 1" in text
     bad = tmp_path / "bad.toml"
     bad.write_text((REPO / "runners/grids/micro.toml").read_text().replace("batch_size = 8", "batch_size = 0"))
-    assert cli_runners.main(["grid", "plan", str(bad)]) == 2
+    assert cli_main(["grid", "plan", str(bad)]) == 2
     assert "field 'batch_size'" in capsys.readouterr().err
 
 
 def test_fit_side_modules_do_not_import_torch():
-    code = ("import sys, scalefit.collect, scalefit.cli_runners, scalefit.train.spec, "
-            "scalefit.train.store, scalefit.train.schedule; "
+    code = ("import sys, scalefit.runs.harvest, scalefit.cli.grid, scalefit.grids.spec, "
+            "scalefit.grids.store, scalefit.grids.schedule; "
             "assert 'torch' not in sys.modules and 'accelerate' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

@@ -19,8 +19,8 @@ pytest.importorskip("accelerate")
 from runner_helpers import REPO, write_grid  # noqa: E402
 from test_launch import LAUNCH, _descendants, _early_checkpoint, _env, _ran_ids  # noqa: E402
 
-from scalefit.train.cell import code_version as cell_code_version  # noqa: E402
-from scalefit.train.spec import load_spec  # noqa: E402
+from scalefit.train.run import code_version as cell_code_version  # noqa: E402
+from scalefit.grids.spec import load_spec  # noqa: E402
 
 BAD_LR = 2e-3
 GRID = """
@@ -51,7 +51,7 @@ def _failing_entry(tmp_path: Path) -> Path:
     p.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from scalefit.train import cell, shard
+        from scalefit.train import run as cell, shard
 
         real = cell.training_function
 

@@ -5,19 +5,19 @@ import pytest
 
 from runner_helpers import REPO, write_grid
 
-from scalefit import cli_runners
-from scalefit.grid_status import eta_seconds, grid_table, status_markdown, sweep_states
-from scalefit.train import store
-from scalefit.train.spec import load_spec
+from scalefit.cli.main import main as cli_main
+from scalefit.grids.status import eta_seconds, grid_table, status_markdown, sweep_states
+from scalefit.grids import store
+from scalefit.grids.spec import load_spec
 
 V1 = REPO / "runners/grids/cpu_ladder_v1.toml"
 
 
 def test_one_spec_file_shows_the_whole_shipped_grid_done(capsys):
-    assert cli_runners.main(["grid", "plan", str(V1), "--out", str(REPO / "data/cpu_ladder_v1")]) == 0
+    assert cli_main(["grid", "plan", str(V1), "--out", str(REPO / "data/cpu_ladder_v1")]) == 0
     text = capsys.readouterr().out
     assert text.rstrip().endswith("ok: 198; 0 FLOPs left") and "cpu_ladder_v1: 198 cells" in text
-    assert cli_runners.main(["grid", "status", str(V1), "--out", str(REPO / "data/cpu_ladder_v1")]) == 0
+    assert cli_main(["grid", "status", str(V1), "--out", str(REPO / "data/cpu_ladder_v1")]) == 0
     text = capsys.readouterr().out
     assert "**198 of 198 cells finished** (ok: 198)" in text
     assert "on an edge (widen them, or set [sweep.extend]): none." in text
@@ -79,9 +79,9 @@ def test_status_writes_between_the_card_markers_and_refuses_a_card_without_them(
     (out / "cells").mkdir(parents=True)
     card = tmp_path / "CARD.md"
     card.write_text("# card\n<!-- status:begin -->\nold\n<!-- status:end -->\ntail\n")
-    assert cli_runners.main(["grid", "status", str(grid), "--out", str(out), "--card", str(card)]) == 0
+    assert cli_main(["grid", "status", str(grid), "--out", str(out), "--card", str(card)]) == 0
     new = card.read_text()
     assert "old" not in new and "**0 of 12 cells finished**" in new and new.endswith("<!-- status:end -->\ntail\n")
     card.write_text("# no markers\n")
-    assert cli_runners.main(["grid", "status", str(grid), "--out", str(out), "--card", str(card)]) == 2
+    assert cli_main(["grid", "status", str(grid), "--out", str(out), "--card", str(card)]) == 2
     assert "markers" in capsys.readouterr().err

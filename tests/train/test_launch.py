@@ -15,8 +15,8 @@ pytest.importorskip("accelerate")
 
 from runner_helpers import REPO, write_grid  # noqa: E402
 
-from scalefit.collect import collect_runs  # noqa: E402
-from scalefit.train.spec import load_spec  # noqa: E402
+from scalefit.runs.harvest import collect_runs  # noqa: E402
+from scalefit.grids.spec import load_spec  # noqa: E402
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 # DESIGN.md "Stack facts": `--cpu --num_processes 2` starts ONE process; this starts two (gloo).
@@ -107,7 +107,7 @@ def _early_checkpoint(d: Path, cell) -> bool:
 
 def test_ddp_mode_matches_a_single_process_run(tmp_path):
     """--ddp: both processes train each cell on halves of the same global batch."""
-    from scalefit.train.cell import RunContext, training_function
+    from scalefit.train.run import RunContext, training_function
 
     grid = write_grid(tmp_path / "grid.toml", GRID.replace('sizes = ["u16", "u32"]', 'sizes = ["u16"]')
                       .replace('optimizer = ["adamw", "adamh"]', 'optimizer = "adamw"')

@@ -10,13 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from scalefit.train.cell import RunContext, training_function  # noqa: E402
+from scalefit.train.run import RunContext, training_function  # noqa: E402
 from scalefit.train.corpus import load_corpus  # noqa: E402
-from scalefit.train.model import GPT, GPTConfig  # noqa: E402
+from scalefit.train.gpt import GPT, GPTConfig  # noqa: E402
 from scalefit.train.optim import build_optimizer  # noqa: E402
 from scalefit.train.probe import STEP_GROUP, WeightProbe, per_probe, summarize  # noqa: E402
-from scalefit.train.schedule import lr_multiplier  # noqa: E402
-from scalefit.train.spec import load_spec  # noqa: E402
+from scalefit.grids.schedule import lr_multiplier  # noqa: E402
+from scalefit.grids.spec import load_spec  # noqa: E402
 
 OPT = dict(betas=[0.9, 0.95], eps=1e-8, weight_decay=0.0)
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from scalefit.train.schedule import lr_multiplier, mean_multiplier
+from scalefit.grids.schedule import lr_multiplier, mean_multiplier
 
 
 def test_warmup_then_cosine_to_min_ratio():

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from scalefit.train.spec import SpecError, canonical_hash, count_params, load_spec
+from scalefit.grids.spec import SpecError, canonical_hash, count_params, load_spec
 
 from runner_helpers import BASE, REPO
 
@@ -97,7 +97,7 @@ def test_bad_toml_and_missing_ladder(tmp_path):
 
 def test_count_params_matches_model():
     torch = pytest.importorskip("torch")
-    from scalefit.train.model import GPT, GPTConfig
+    from scalefit.train.gpt import GPT, GPTConfig
 
     for kw in [dict(d_model=32, n_layer=2, n_head=2, seq_len=16),
                dict(d_model=24, n_layer=3, n_head=3, seq_len=8, bias=True, tie_embeddings=False, qk_norm=True)]:
@@ -197,7 +197,7 @@ def test_decay_embeddings_default_keeps_ids_and_false_changes_only_adamw(grid_fi
     assert ids(omitted) == ids(explicit)
     assert ids(off)["adamh"] == ids(omitted)["adamh"] and ids(off)["adamw"] != ids(omitted)["adamw"]
     torch = pytest.importorskip("torch")
-    from scalefit.train.model import GPT, GPTConfig
+    from scalefit.train.gpt import GPT, GPTConfig
     from scalefit.train.optim import build_optimizer
 
     (aw_off,) = [c for c in off.cells if c.config["optimizer"] == "adamw"]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from scalefit.train import store
+from scalefit.grids import store
 
 
 def test_claims(tmp_path):
@@ -128,7 +128,7 @@ def test_claiming_a_cell_sweeps_a_dead_owners_leftovers(tmp_path):
 
 def test_planning_sweeps_leftovers_of_finished_cells_only(tmp_path):
     from scalefit.train.shard import write_plan
-    from scalefit.train.spec import load_spec
+    from scalefit.grids.spec import load_spec
 
     from runner_helpers import REPO
 

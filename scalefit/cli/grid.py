@@ -1,0 +1,122 @@
+"""CLI subcommands of the runner half: ``scalefit collect``, ``scalefit grid plan`` and
+``scalefit grid status``.
+
+``register(subparsers)`` adds them to the main ``scalefit`` parser. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_collect(args) -> int:
+    from scalefit.runs.harvest import collect_runs, write_runs
+
+    try:
+        df = collect_runs(args.dir)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"scalefit collect: {e}", file=sys.stderr)
+        return 2
+    try:
+        path = write_runs(df, args.output)
+    except ValueError as e:
+        print(f"scalefit collect: {e}", file=sys.stderr)
+        return 2
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
+    print(f"wrote {len(df)} runs to {path} ({', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'})")
+    return 0
+
+
+def plan_table(spec, out=None):
+    """One row per cell (the plan, plus LRs added by bracket extension in ``out``): id, sweep, size,
+    N, D, optimizer, LR, seed, steps, FLOPs, status."""
+    import pandas as pd
+
+    from scalefit.grids import brackets, store
+
+    rows, cells = [], spec.ordered(spec.cells + (brackets.load(spec, out) if out else []))
+    for c in cells:
+        st = store.status(store.cell_dir(out, c.id)) if out else "-"
+        rows.append(dict(cell_id=c.id, sweep=c.meta["sweep"], size=c.meta["size"], n_params=c.meta["n_params"],
+                         n_tokens=c.meta["n_tokens"], optimizer=c.config["optimizer"],
+                         lr=c.config["lr"], wd=c.config["weight_decay"], seed=c.config["seed"],
+                         steps=c.config["steps"], flops=c.meta["flops"], status=st))
+    return pd.DataFrame(rows)
+
+
+def _load_spec(args, command: str):
+    """The grid spec, or None after a one-line error naming the command (the caller exits 2)."""
+    from scalefit.grids.spec import SpecError, load_spec
+
+    try:
+        return load_spec(args.grid)
+    except SpecError as e:
+        print(f"scalefit grid {command}: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_grid_plan(args) -> int:
+    spec = _load_spec(args, "plan")
+    if spec is None:
+        return 2
+    df = plan_table(spec, args.out)
+    with_pd = df.copy()
+    with_pd["flops"] = with_pd["flops"].map(lambda f: f"{f:.3g}")
+    print(with_pd.to_string(index=False))
+    total = df["flops"].sum()
+    msg = f"\n{spec.name}: {len(df)} cells, {total:.3g} FLOPs in all"
+    if args.out:
+        counts = df["status"].value_counts().to_dict()
+        left = df.loc[~df["status"].isin(["ok", "diverged", "failed"]), "flops"].sum()
+        msg += f"; {', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}; {left:.3g} FLOPs left"
+    print(msg)
+    return 0
+
+
+def cmd_grid_status(args) -> int:
+    import re
+    from pathlib import Path
+
+    from scalefit.grids.status import status_markdown
+
+    spec = _load_spec(args, "status")
+    if spec is None:
+        return 2
+    if not (Path(args.out) / "cells").is_dir():
+        print(f"scalefit grid status: {args.out}: no cells/ directory (nothing collected there yet)", file=sys.stderr)
+        return 2
+    text = status_markdown(spec, args.out)
+    if args.card:
+        card = Path(args.card)
+        old = card.read_text()
+        if "<!-- status:begin -->" not in old:
+            print(f"scalefit grid status: {card}: no <!-- status:begin --> / <!-- status:end --> markers",
+                  file=sys.stderr)
+            return 2
+        card.write_text(re.sub(r"(<!-- status:begin -->).*?(<!-- status:end -->)",
+                               lambda m: m.group(1) + "\n" + text + "\n" + m.group(2), old, flags=re.S))
+    print(text)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``collect`` and ``grid plan`` to the main CLI's subparsers."""
+    p = subparsers.add_parser("collect", help="runner output DIR -> runs table (CSV/Parquet)",
+                              description="Collect DIR/cells/*/result.json into a runs table.")
+    p.add_argument("dir", help="runner output directory (the --out of runners/collect.py)")
+    p.add_argument("-o", "--output", required=True, help="runs table to write (.csv or .parquet)")
+    p.set_defaults(func=cmd_collect)
+
+    g = subparsers.add_parser("grid", help="grid specs: plan, status", description="Inspect grid specs.")
+    gsub = g.add_subparsers(dest="grid_command", required=True)
+    pl = gsub.add_parser("plan", help="list a grid's cells, their FLOPs and which are done")
+    pl.add_argument("grid", help="grid spec TOML (runners/grids/*.toml)")
+    pl.add_argument("--out", default=None, help="runner output directory, to show each cell's status")
+    pl.set_defaults(func=cmd_grid_plan)
+    st = gsub.add_parser("status", help="progress of a collection: best LR per sweep, edges, divergences, "
+                         "seed noise, ETA (no fit)")
+    st.add_argument("grid", help="grid spec TOML (runners/grids/*.toml)")
+    st.add_argument("--out", required=True, help="runner output directory")
+    st.add_argument("--card", default=None, help="also write the summary between the <!-- status:begin --> "
+                    "and <!-- status:end --> markers of this Markdown file (a data card)")
+    st.set_defaults(func=cmd_grid_status)

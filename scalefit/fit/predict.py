@@ -1,0 +1,251 @@
+"""Posterior prediction at a target scale: the target is a NEW cell, so its optimum draws a
+fresh law residual from Normal(0, tau) and its valley width from the population.
+
+Intervals are equal-tailed (ETI): invariant under exp, so the LR interval is the exp of the
+log-LR interval. Every interval states its probability and kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from scalefit.model.law import fit_law_axes, law_terms, term_value
+from scalefit.model.valley import valley_rise
+
+DEFAULT_PROBS = (0.5, 0.9, 0.95)
+INTERVAL_KIND = "ETI"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    n_params: float
+    n_tokens: float
+    prob: float
+    lr_median: float
+    lr_low: float
+    lr_high: float
+    intervals: dict  # "0.5" -> [low, high], ...
+    lr_decision: float  # minimizes posterior expected loss at the target
+    expected_loss_penalty_of_median: float  # E[loss(median)] - E[loss(decision)], loss units
+    expected_regret_at_decision: float  # E[loss(decision)] - E[loss(true optimum)], loss units
+    p_curvature_positive: float | None  # None for a linear law; the fit's axis (first axis if ND)
+    p_curvature_positive_by_axis: dict
+    baseline_lr: float
+    lr_kind_fitted: str  # the LR space the valleys and the law were fitted in
+    lr_kind_reported: str  # always "nominal": the LR you set
+    axis: str
+    interval_kind: str = INTERVAL_KIND
+    converged: bool | None = None
+    extrapolation: dict = field(default_factory=dict)  # target z vs the fitted range
+    effective: dict = field(default_factory=dict)  # effective-space interval when lr_kind_fitted is "effective"
+    batch_size: float | None = None  # tokens/step the answer is for (None: the table has no batch sizes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed: int = 0,
+                 batch_size: float | None = None, walk: dict | None = None) -> dict[str, np.ndarray]:
+    """Per posterior draw: the target's optimum (standardized x), width and valley asymmetry.
+
+    `walk` (from `walk_context`) holds, per law axis, the distinct ln values of the table's cells
+    and which of them carried data: the law's Brownian-motion discrepancy is continued from the
+    fitted cells to the target (a bridge between them, a diffusion beyond them).
+    """
+    rng = np.random.default_rng(seed)
+    post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(posterior).items()}
+    n = len(post["law_intercept"])
+    z = law_z(std, config, n_params, n_tokens, batch_size)
+    law = law_draws(post, config, std, z)
+    target_log = {"N": np.log(n_params), "D": np.log(n_tokens)}
+    walk_rng = np.random.default_rng([seed, 1])  # its own stream: the other draws do not move with it
+    for axis, (positions, fitted) in (walk or {}).items():
+        values = _vector(posterior, f"law_walk_{axis}")  # (draws, positions)
+        law += _continue_walk(values[:, fitted], positions[fitted], post[f"law_discrepancy_{axis}"],
+                              target_log[axis], walk_rng)
+    m = law + post["law_residual_sd"] * rng.standard_normal(n)
+    log_width = post["log_width_mean"] + post["log_width_sd"] * rng.standard_normal(n)
+    asymmetry = post["valley_asymmetry"] if config.valley == "asymmetric" else None
+    if asymmetry is not None and "valley_asymmetry_sd" in post:  # per-cell asymmetry: a new cell's
+        asymmetry = asymmetry + post["valley_asymmetry_sd"] * rng.standard_normal(n)
+    return {"m": m, "width": np.exp(log_width), "asymmetry": asymmetry, "z": z}
+
+
+def law_z(std, config, n_params: float, n_tokens: float, batch_size: float | None = None) -> dict:
+    """The law's standardized covariates at one point."""
+    z = {"N": std.z("N", n_params), "D": std.z("D", n_tokens)}
+    if "B" in fit_law_axes(config, std):
+        z["B"] = std.z("B", batch_size)
+    return z
+
+
+def law_draws(post: dict, config, std, z: dict) -> np.ndarray:
+    """Per posterior draw (flattened scalars `post`): the parametric law's optimum at `z`, no
+    discrepancy walk, no new-cell residual."""
+    law = post["law_intercept"].copy()
+    for name, axis, power in law_terms(config, fit_law_axes(config, std)):
+        law += post[name] * float(term_value(z, axis, power))
+    return law
+
+
+def _vector(posterior, name: str) -> np.ndarray:
+    ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
+    v = ds[name].values
+    return v.reshape(-1, v.shape[-1])
+
+
+def _continue_walk(values: np.ndarray, positions: np.ndarray, kappa: np.ndarray, target: float, rng) -> np.ndarray:
+    """The Brownian motion at `target` given its draws at the fitted `positions` (sorted ln
+    values): a Brownian bridge between neighbours, free diffusion beyond the ends."""
+    k = np.searchsorted(positions, target)
+    if k < len(positions) and np.isclose(positions[k], target, rtol=0, atol=1e-9):
+        return values[:, k]
+    if k == 0 or k == len(positions):
+        end = 0 if k == 0 else -1
+        gap = abs(target - positions[end])
+        return values[:, end] + kappa * np.sqrt(gap) * rng.standard_normal(len(kappa))
+    lo, hi = positions[k - 1], positions[k]
+    frac = (target - lo) / (hi - lo)
+    mean = values[:, k - 1] + frac * (values[:, k] - values[:, k - 1])
+    return mean + kappa * np.sqrt((target - lo) * (hi - target) / (hi - lo)) * rng.standard_normal(len(kappa))
+
+
+def walk_context(fit) -> dict:
+    """Per axis with a discrepancy walk: (distinct ln values of all cells, which carried data)."""
+    from scalefit.model.config import AXIS_COLUMNS
+    from scalefit.model.law import distinct_logs
+
+    post = fit.posterior.to_dataset() if hasattr(fit.posterior, "to_dataset") else fit.posterior
+    out = {}
+    for axis in fit.config.axes:
+        if f"law_walk_{axis}" not in post:
+            continue
+        col = fit.table.cells[AXIS_COLUMNS[axis]]
+        log_v, positions = distinct_logs(col)
+        used = log_v[col.index.isin(fit.fitted_cells())]
+        out[axis] = (positions, np.isin(positions, used))
+    return out
+
+
+def check_batch_size(fit, batch_size: float | None) -> float | None:
+    """The batch size a prediction is for; a clear error when the fit cannot speak to it."""
+    cells = fit.table.cells.loc[fit.fitted_cells()]
+    seen = cells["batch_size"].dropna().unique() if "batch_size" in cells else np.array([])
+    in_law = "B" in fit_law_axes(fit.config, fit.std)
+    if not in_law:
+        if len(seen) > 1:  # a recipe that grows B with the model: the law follows the recipe
+            return batch_size
+        if batch_size is not None and not (len(seen) == 1 and np.isclose(seen[0], batch_size, rtol=1e-6)):
+            which = f"one batch size ({seen[0]:.4g} tokens/step)" if len(seen) == 1 else "no batch_size column"
+            raise ValueError(f"--batch-size {batch_size:.4g}: the fitted table has {which}, so the law "
+                             "cannot say how the optimum moves with batch size; drop --batch-size")
+        return float(seen[0]) if len(seen) == 1 else None
+    if batch_size is None:
+        raise ValueError(f"this fit's law depends on batch size (fitted {len(seen)} batch sizes, "
+                         f"{seen.min():.4g}-{seen.max():.4g} tokens/step); pass --batch-size")
+    if not seen.min() * (1 - 1e-6) <= batch_size <= seen.max() * (1 + 1e-6):
+        raise ValueError(f"--batch-size {batch_size:.4g} lies outside the batch sizes the fit saw "
+                         f"({seen.min():.4g}-{seen.max():.4g} tokens/step); the law is not extrapolated in B")
+    return float(batch_size)
+
+
+def fit_target_draws(fit, n_params: float, n_tokens: float, seed: int = 0, batch_size: float | None = None) -> dict:
+    """target_draws for a Fit: its batch size checked, its discrepancy walk continued."""
+    batch_size = check_batch_size(fit, batch_size) if hasattr(fit, "table") else batch_size
+    walk = walk_context(fit) if hasattr(fit, "table") else None
+    return target_draws(fit.posterior, fit.std, fit.config, n_params, n_tokens, seed=seed,
+                        batch_size=batch_size, walk=walk) | {"batch_size": batch_size}
+
+
+def nominal_log_lr_draws(fit, n_params: float, n_tokens: float, seed: int = 0,
+                         batch_size: float | None = None) -> np.ndarray:
+    """Posterior predictive draws of ln(optimal nominal LR) at (N, D): the target as a new cell,
+    mapped through the eff_lr map (one map draw per draw) when the fit is in effective space."""
+    draws = fit_target_draws(fit, n_params, n_tokens, seed=seed, batch_size=batch_size)
+    log_lr = draws["m"] + fit.std.x_center
+    if fit.config.lr_kind == "effective":
+        log_lr = fit.eff_map.to_nominal(log_lr, n_params, n_tokens)
+    return log_lr
+
+
+def _scalars(posterior) -> dict:
+    ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
+    return {k: v.values for k, v in ds.data_vars.items() if set(v.dims) <= {"chain", "draw"}}
+
+
+def expected_loss(x: float, draws: dict) -> float:
+    """Posterior mean of the loss above the target's floor at standardized log LR x."""
+    return float(np.mean(draws["width"] * valley_rise(x - draws["m"], draws["asymmetry"])))
+
+
+def decide(draws: dict) -> float:
+    """Standardized log LR minimizing posterior expected loss (shifted below the median when
+    the high-LR side of the valley is steeper)."""
+    m = draws["m"]
+    lo, hi = np.quantile(m, [0.001, 0.999])
+    grid = np.linspace(lo, hi, 201)
+    start = grid[np.argmin([expected_loss(x, draws) for x in grid])]
+    step = (hi - lo) / 200
+    res = minimize_scalar(lambda x: expected_loss(x, draws), bounds=(start - step, start + step), method="bounded",
+                          options={"xatol": 1e-6})
+    return float(res.x)
+
+
+def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0,
+            batch_size: float | None = None) -> Prediction:
+    """Credible interval, decision and curvature evidence for the optimal LR at (N, D)."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    if not (n_params > 0 and n_tokens > 0):
+        raise ValueError("n_params and n_tokens must be > 0")
+    config, std = fit.config, fit.std
+    draws = fit_target_draws(fit, n_params, n_tokens, seed=seed, batch_size=batch_size)
+    x_med = float(np.median(draws["m"]))
+    x_dec = decide(draws)
+    scale = std.y_scale  # expected losses back to loss units
+    regret_dec = expected_loss(x_dec, draws) * scale
+    penalty = (expected_loss(x_med, draws) - expected_loss(x_dec, draws)) * scale
+
+    log_lr = draws["m"] + std.x_center  # in the fitted LR space
+    log_dec = x_dec + std.x_center
+    baseline_log = fit.baseline.predict_log_lr(n_params, n_tokens, draws["batch_size"])
+    effective = {}
+    if config.lr_kind == "effective":
+        # Users set the nominal LR: map every draw back through its own draw of the eff_lr map.
+        effective = {"eff_lr_median": float(np.exp(np.median(log_lr))),
+                     "eff_intervals": {str(p): _eti(log_lr, p) for p in sorted({*DEFAULT_PROBS, prob})},
+                     "map_identity": bool(fit.eff_map.identity),
+                     "map_residual_sd": float(fit.eff_map.residual_sd)}
+        log_lr = fit.eff_map.to_nominal(log_lr, n_params, n_tokens)
+        log_dec = fit.eff_map.decide_nominal(draws, std.x_center, n_params, n_tokens)  # under map uncertainty
+        baseline_log = float(np.median(fit.eff_map.to_nominal(np.full(len(log_lr), baseline_log), n_params, n_tokens)))
+
+    intervals = {str(p): _eti(log_lr, p) for p in sorted({*DEFAULT_PROBS, prob})}
+    post = _scalars(fit.posterior)
+    by_axis = {a: float(np.mean(post[f"law_curvature_{a}"] > 0)) for a in config.axes
+               if f"law_curvature_{a}" in post}
+    z_range = fit.z_range()
+    return Prediction(
+        n_params=float(n_params), n_tokens=float(n_tokens), prob=float(prob),
+        lr_median=float(np.exp(np.median(log_lr))),
+        lr_low=intervals[str(prob)][0], lr_high=intervals[str(prob)][1], intervals=intervals,
+        lr_decision=float(np.exp(log_dec)),
+        expected_loss_penalty_of_median=float(max(penalty, 0.0)),
+        expected_regret_at_decision=float(regret_dec),
+        p_curvature_positive=by_axis.get(config.axes[0]),
+        p_curvature_positive_by_axis=by_axis,
+        baseline_lr=float(np.exp(baseline_log)),
+        lr_kind_fitted=config.lr_kind, lr_kind_reported="nominal",
+        axis=config.axis, converged=fit.convergence.converged if fit.convergence else None,
+        extrapolation={a: {"target_z": float(draws["z"][a]), "fitted_z_min": z_range[a][0],
+                           "fitted_z_max": z_range[a][1]} for a in config.axes},
+        effective=effective, batch_size=draws["batch_size"],
+    )
+
+
+def _eti(log_values: np.ndarray, p: float) -> list[float]:
+    lo, hi = np.quantile(log_values, [(1 - p) / 2, (1 + p) / 2])
+    return [float(np.exp(lo)), float(np.exp(hi))]

@@ -1,0 +1,173 @@
+"""Adaptive LR brackets: widen a finished sweep whose best LR sits on an edge of its window.
+
+A sweep block with ``[sweep.extend]`` (and its LRs on the ``[lr_lattice]``) is split into groups,
+one per (size, budget, optimizer, seed, weight decay): one LR sweep. When every run of a group is
+finished and its best run (lowest ``final_loss`` among ``ok`` runs) has the window's smallest k,
+the next lattice LR below is added; at the largest k, the next one above, except once any run of
+the group diverged or the sweep shows a loss cliff: somewhere below the best LR, raising the LR
+raised the final loss by more than ``extend.cliff`` nats over every smaller LR (a valley is
+monotone up to its optimum; a jump means some runs fell off an instability that the next LR up
+will likely hit too, as the c64 seed repeats of cpu_ladder_v1 did). An extension that lands on a
+cliff or diverges ends the widening by itself: its best LR is no longer on the edge. A group whose
+runs all diverged is extended downwards. At most ``extend.max`` LRs are added per side. A group with a ``failed``
+run is left alone (its valley is unknown, and ``--retry-failed`` may still fill it).
+
+Every extension is recorded in ``OUT/brackets.json`` (which cell, which side, why, when) under a
+lock file, so workers on several hosts agree and a restart re-derives the same cells: extending
+is a function of the finished results and the record, hence idempotent. No torch here.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from scalefit.grids import store
+from scalefit.grids.spec import Cell, GridSpec, Sweep, sweep_cells, window_of
+
+RECORD = "brackets.json"
+LOCK = ".brackets.lock"
+LOCK_STALE_S = 60.0  # a lock older than this belongs to a worker that died holding it
+
+
+def _group_key(c: Cell) -> tuple:
+    return (c.meta["size"], c.meta["budget"], c.config["optimizer"], c.config["seed"],
+            c.config["weight_decay"])
+
+
+def _records(out: Path) -> list[dict]:
+    try:
+        return store.read_json(Path(out) / RECORD)["extensions"]
+    except FileNotFoundError:
+        return []
+
+
+def load(spec: GridSpec, out: Path) -> list[Cell]:
+    """The extension cells recorded in ``out`` for this spec's sweeps (in record order)."""
+    by_name = {s.name: s for s in spec.sweeps}
+    cells = []
+    for r in _records(out):
+        sw = by_name.get(r["sweep"])
+        if sw is None or sw.extend is None:
+            continue  # the spec no longer asks for it: leave the record, train nothing new
+        cells.append(spec.make_cell(sw, r["size"], r["budget"], r["optimizer"], r["seed"],
+                                    r["weight_decay"], spec.lr_at(r["k"]), r["k"]))
+    return cells
+
+
+def _result(out: Path, c: Cell) -> dict | None:
+    try:
+        return store.read_json(store.cell_dir(out, c.id) / store.RESULT)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _has_cliff(ok: list[tuple[float, int]], best_k: int, cliff: float) -> bool:
+    """A loss jump of more than ``cliff`` over every smaller LR, below the best LR."""
+    lowest = math.inf
+    for loss, k in sorted(ok, key=lambda t: t[1]):
+        if k >= best_k:
+            return False
+        if loss > lowest + cliff:
+            return True
+        lowest = min(lowest, loss)
+    return False
+
+
+def _decide(sweep: Sweep, group: list[Cell], results: list[dict], base: tuple[int, int]) -> list[tuple]:
+    """(side, k, reason) for one finished group."""
+    if any(r["status"] == "failed" for r in results):
+        return []
+    ks = [c.meta["lr_k"] for c in group]
+    lo, hi = min(ks), max(ks)
+    ok = [(r["final_loss"], c.meta["lr_k"]) for c, r in zip(group, results)
+          if r["status"] == "ok" and r.get("final_loss") is not None and math.isfinite(r["final_loss"])]
+    cap, out = sweep.extend["max"], []
+    if not ok:
+        if base[0] - lo < cap:
+            out.append(("low", lo - 1, "no run of the sweep finished ok: trying lower"))
+        return out
+    best_loss, best_k = min(ok)
+    if best_k == lo and base[0] - lo < cap:
+        out.append(("low", lo - 1, f"best LR at the low edge (k={lo}, loss {best_loss:.4f})"))
+    if best_k == hi and hi - base[1] < cap:
+        diverged = any(r["status"] == "diverged" for r in results)
+        if not (diverged or _has_cliff(ok, best_k, sweep.extend["cliff"])):
+            out.append(("high", hi + 1, f"best LR at the high edge (k={hi}, loss {best_loss:.4f})"))
+    return out
+
+
+def propose(spec: GridSpec, out: Path, known: list[Cell]) -> list[dict]:
+    """Extension records due now, given the cells known so far (plan + recorded extensions)."""
+    out, todo = Path(out), []
+    for sw in spec.sweeps:
+        if sw.extend is None:
+            continue
+        groups: dict[tuple, list[Cell]] = {}
+        mine = sweep_cells(spec, sw) + [c for c in known if c.meta["sweep"] == sw.name]
+        for c in mine:
+            g = groups.setdefault(_group_key(c), [])
+            if c.id not in {x.id for x in g}:
+                g.append(c)
+        for key, group in groups.items():
+            results = [_result(out, c) for c in group]
+            if any(r is None for r in results):
+                continue  # not finished yet
+            size, budget, opt, seed, wd = key
+            for side, k, reason in _decide(sw, group, results, window_of(sw, size, budget, opt)):
+                c = spec.make_cell(sw, size, budget, opt, seed, wd, spec.lr_at(k), k)
+                todo.append(dict(sweep=sw.name, size=size, budget=budget, optimizer=opt, seed=seed,
+                                 weight_decay=wd, side=side, k=k, lr=c.config["lr"], cell_id=c.id,
+                                 reason=reason, time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+    return todo
+
+
+def _lock(out: Path) -> bool:
+    path = out / LOCK
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - path.stat().st_mtime > LOCK_STALE_S:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        return False
+
+
+def extend(spec: GridSpec, out: Path, log=None, wait_s: float = 30.0) -> list[Cell]:
+    """Record and plan the extensions due now; returns the cells added (empty if none).
+
+    Writes each new cell's ``config.json`` so ``grid plan`` / ``grid status`` see it."""
+    if not any(s.extend for s in spec.sweeps):
+        return []
+    out = Path(out)
+    deadline = time.time() + wait_s
+    while not _lock(out):
+        if time.time() > deadline:
+            return []  # another worker is extending; its cells show up on our next pass
+        time.sleep(0.05)
+    try:
+        records = _records(out)
+        known = load(spec, out)
+        have = {r["cell_id"] for r in records}
+        new = [r for r in propose(spec, out, known) if r["cell_id"] not in have]
+        if not new:
+            return []
+        store.write_json_atomic(out / RECORD, {"extensions": records + new})
+        cells = {c.id: c for c in load(spec, out)}
+        added = [cells[r["cell_id"]] for r in new]
+        for c in added:
+            d = store.cell_dir(out, c.id)
+            d.mkdir(parents=True, exist_ok=True)
+            if not (d / store.CONFIG).exists():
+                store.write_json_atomic(d / store.CONFIG, c.as_dict())
+        for r in new:
+            if log:
+                log(f"bracket: {r['sweep']} {r['size']} D={r['budget']:g} {r['optimizer']} seed={r['seed']}: "
+                    f"+{r['side']} k={r['k']} lr={r['lr']:.4g} ({r['reason']})")
+        return added
+    finally:
+        (out / LOCK).unlink(missing_ok=True)

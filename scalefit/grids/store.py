@@ -1,0 +1,287 @@
+"""The result store: ``DIR/cells/<id>/`` with atomic writes, claims and checkpoints.
+
+Layout of one cell directory::
+
+    config.json        the cell (id, config, run cadences, meta); written once, atomically
+    claim              JSON {host, pid, time, nonce}; exists while a worker owns the cell; its
+                       mtime is the heartbeat (touched by a thread, :class:`Heartbeat`)
+    attempts.json      starts in a row without progress (:func:`count_start`)
+    checkpoint.pt      model + optimizer + step + RNG + loss history + probe records (torch.save)
+    trajectory.parquet the probe records (one row per matrix per probed step)
+    result.json        the run's outcome; its existence means "finished, never re-run"
+
+A claim is created whole: its JSON (host, pid, time, a random nonce) is written to a private temp
+file, then hard-linked to ``claim`` (``link`` fails if the name exists: atomic on local and NFS
+v3+ filesystems), so no reader ever sees an empty or half-written claim. A claim is stale when its
+pid is dead on this host, or when its heartbeat is older than the lease. Taking over a stale claim
+first creates ``.takeover.<claim fingerprint>`` with ``O_EXCL`` (one winner per stale claim), then
+checks the claim still has that fingerprint, then replaces it: two contenders can never both own
+the cell, even when they read the stale claim at the same moment.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+
+RESULT, CLAIM, CHECKPOINT, CONFIG, TRAJECTORY, ATTEMPTS = (
+    "result.json", "claim", "checkpoint.pt", "config.json", "trajectory.parquet", "attempts.json")
+
+
+def _clean(o):
+    """JSON has no NaN/inf: write them as null so every reader can parse the file."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(_clean(obj), f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def cell_dir(out: Path, cell_id: str) -> Path:
+    return Path(out) / "cells" / cell_id
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed worker whose parent died too can linger as an unreaped zombie
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _read_claim(path: Path) -> tuple[bytes, dict, float] | None:
+    """(raw bytes, parsed JSON or {}, mtime) of a claim; None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        info = json.loads(blob)
+    except ValueError:  # a claim written by an old version that was killed mid-write
+        info = {}
+    return blob, info if isinstance(info, dict) else {}, mtime
+
+
+def _fingerprint(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _is_stale(info: dict, mtime: float, lease_s: float) -> bool:
+    if info.get("host") == socket.gethostname() and "pid" in info and not _pid_alive(int(info["pid"])):
+        return True
+    # an unreadable claim is judged by its age only: it may be a live worker of an older version
+    return time.time() - mtime > lease_s
+
+
+def claim_is_stale(path: Path, lease_s: float) -> bool:
+    c = _read_claim(path)
+    return True if c is None else _is_stale(c[1], c[2], lease_s)
+
+
+def _claim_blob() -> bytes:
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+                       "nonce": secrets.token_hex(8)}).encode()
+
+
+def _write_private(d: Path, blob: bytes) -> Path:
+    tmp = d / f".claim.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def _create_claim(d: Path) -> bool:
+    """Create ``claim`` with its full content, or return False if it exists."""
+    tmp = _write_private(d, _claim_blob())
+    try:
+        os.link(tmp, d / CLAIM)
+        return True
+    except (FileExistsError, FileNotFoundError):  # taken, or our temp swept by the cell's new owner
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+TAKEOVER_GRACE_S = 60.0  # a takeover token older than this belongs to a contender that died mid-way
+
+
+def _take_over(d: Path, blob: bytes) -> bool:
+    """Replace the stale claim whose content is ``blob`` by ours; False if another contender won."""
+    token = d / f".takeover.{_fingerprint(blob)}"
+    try:
+        os.close(os.open(token, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        try:
+            if time.time() - token.stat().st_mtime > TAKEOVER_GRACE_S:
+                token.unlink()  # its owner died between winning and replacing; retry next time
+        except FileNotFoundError:
+            pass
+        return False
+    try:
+        now = _read_claim(d / CLAIM)
+        if now is None:  # released meanwhile: create it the ordinary way
+            return _create_claim(d)
+        if now[0] != blob:  # replaced (a late contender holding an old fingerprint)
+            return False
+        tmp = _write_private(d, _claim_blob())
+        try:
+            os.replace(tmp, d / CLAIM)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        token.unlink(missing_ok=True)
+
+
+def try_claim(d: Path, lease_s: float) -> bool:
+    """Claim cell directory ``d`` for this process; False if finished or owned by a live worker."""
+    d.mkdir(parents=True, exist_ok=True)
+    if (d / RESULT).exists():
+        return False
+    if not _create_claim(d):
+        c = _read_claim(d / CLAIM)
+        if c is None:
+            won = _create_claim(d)  # released between our two looks
+        else:
+            won = _is_stale(c[1], c[2], lease_s) and _take_over(d, c[0])
+        if not won:
+            return False
+    if (d / RESULT).exists():  # finished between our check and our claim
+        release(d)
+        return False
+    clean_leftovers(d)
+    return True
+
+
+def owns_claim(d: Path) -> bool:
+    """True if ``d``'s claim is this process's (a takeover by another worker makes it False)."""
+    c = _read_claim(d / CLAIM)
+    return c is not None and c[1].get("pid") == os.getpid() and c[1].get("host") == socket.gethostname()
+
+
+def heartbeat(d: Path) -> bool:
+    """Touch this process's claim; False if it is no longer ours."""
+    if not owns_claim(d):
+        return False
+    try:
+        os.utime(d / CLAIM)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+class Heartbeat:
+    """Keep a claim alive from a daemon thread, independent of how long a step or an eval takes::
+
+        with Heartbeat(cell_dir, period_s=15):
+            train()
+    """
+
+    def __init__(self, d: Path, period_s: float):
+        self.d, self.period_s = Path(d), period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.d.name}", daemon=True)
+        self.lost = False  # set when another worker took the claim over
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.period_s):
+            if not heartbeat(self.d):
+                self.lost = True
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
+def release(d: Path) -> None:
+    """Remove this process's claim (never another worker's)."""
+    if owns_claim(d):
+        try:
+            os.remove(d / CLAIM)
+        except FileNotFoundError:
+            pass
+
+
+def clean_leftovers(d: Path) -> list[Path]:
+    """Remove temp files, takeover tokens and stale-claim copies in a cell directory this process
+    has just claimed: whoever wrote them no longer owns the cell."""
+    gone = []
+    for pat in (".*.tmp", ".claim.stale.*", ".takeover.*"):
+        for f in d.glob(pat):
+            try:
+                young = time.time() - f.stat().st_mtime < TAKEOVER_GRACE_S
+                if young and f.name.startswith((".claim.", ".takeover.")) and not f.name.startswith(".claim.stale."):
+                    continue  # a contender may be mid-claim: it loses anyway, let it finish cleanly
+                f.unlink()
+                gone.append(f)
+            except FileNotFoundError:
+                pass
+    return gone
+
+
+def count_start(d: Path) -> int:
+    """Record that this process starts training claimed cell ``d``; return how many starts in a row
+    found no progress since the previous one (no result, checkpoint unchanged), this one included.
+    A cell that kills its worker (segfault, OOM kill, a hang ended by a timeout) climbs by one per
+    relaunch; any new checkpoint resets the count, so preempted long runs are not penalised."""
+    ck = d / CHECKPOINT
+    mark = ck.stat().st_mtime_ns if ck.exists() else None
+    try:
+        prev = read_json(d / ATTEMPTS)
+    except (FileNotFoundError, ValueError):
+        prev = {}
+    n = prev.get("starts", 0) + 1 if prev.get("checkpoint_mtime_ns") == mark else 1
+    write_json_atomic(d / ATTEMPTS, {"starts": n, "checkpoint_mtime_ns": mark, "pid": os.getpid(),
+                                     "host": socket.gethostname(), "time": time.time()})
+    return n
+
+
+def status(d: Path) -> str:
+    """done | diverged | failed | running | stale | pending (for ``grid plan``)."""
+    if (d / RESULT).exists():
+        try:
+            return read_json(d / RESULT).get("status", "done")
+        except json.JSONDecodeError:
+            return "failed"
+    if (d / CLAIM).exists():
+        return "stale" if claim_is_stale(d / CLAIM, lease_s=float("inf")) else "running"
+    return "pending"

@@ -1,0 +1,45 @@
+"""The columns of the runs table and of a run's ``result.json``, defined once.
+
+A runs table has one row per training run. The fitter needs the required columns; the runner
+writes every contract column into each run's ``result.json`` and `scalefit.runs.harvest` puts
+them first, in this order, followed by the runner's own columns. Any other column is kept and
+may be used with ``--where``, ``--cell-by`` or ``--n-column``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COLUMNS", "REQUIRED_COLUMNS", "CONTRACT_COLUMNS", "NUMERIC_COLUMNS", "POSITIVE_COLUMNS",
+           "POSITIVE_IF_SET_COLUMNS", "RUNNER_COLUMNS", "DROPPED_COLUMNS", "STATUSES"]
+
+# name -> (required, numeric, meaning), in the order `scalefit collect` writes them
+COLUMNS: dict[str, tuple[bool, bool, str]] = {
+    "n_params": (True, True, "model size N: non-embedding parameters (MoE: pass --n-column for active ones)"),
+    "n_params_total": (False, True, "all parameters, embeddings included"),
+    "n_tokens": (True, True, "training tokens D"),
+    "batch_size": (False, True, "tokens per optimizer step; a covariate of the law when it varies"),
+    "lr": (True, True, "peak nominal learning rate"),
+    "eff_lr": (False, True, "measured effective learning rate (per-step relative update), for --lr-kind effective"),
+    "weight_decay": (False, True, "decoupled weight decay"),
+    "optimizer": (False, False, "optimizer name; one per fit"),
+    "schedule": (False, False, "LR schedule (cosine, wsd, constant)"),
+    "warmup": (False, True, "warmup steps"),
+    "seed": (False, True, "seed of a repeated run"),
+    "final_loss": (True, True, "the loss the fit reads (empty for diverged or failed runs)"),
+    "loss_kind": (False, False, "which loss final_loss is (val: held-out evaluation)"),
+    "train_loss_smoothed": (False, True, "mean training loss over the last 10% of steps"),
+    "status": (False, False, "ok, diverged or failed; empty means ok"),
+    "steps": (False, True, "optimizer steps taken"),
+}
+REQUIRED_COLUMNS = tuple(c for c, (required, _, _) in COLUMNS.items() if required)
+CONTRACT_COLUMNS = list(COLUMNS)
+NUMERIC_COLUMNS = REQUIRED_COLUMNS + ("n_params_total", "batch_size", "eff_lr", "weight_decay", "warmup", "seed")
+POSITIVE_COLUMNS = ("n_params", "n_tokens", "lr")  # finite and > 0 on every row
+POSITIVE_IF_SET_COLUMNS = ("n_params_total", "batch_size")  # may be empty, else > 0
+STATUSES = ("ok", "diverged", "failed")
+
+# What the built-in runner adds after the contract columns (any trainer may add others).
+RUNNER_COLUMNS = ["cell_id", "eff_lr_whole_run", "eff_lr_stable", "rel_update_eff", "theta_sum",
+                  "rms_final", "t_eq", "transient_frac", "equilibration_number", "ladder", "size",
+                  "d_model", "n_layer", "n_head", "seq_len", "steps_planned", "tokens_seen", "wall_s",
+                  "corpus", "corpus_sha256", "code_version"]
+DROPPED_COLUMNS = ["traceback"]  # too long for a table; stays in result.json

@@ -3,9 +3,9 @@
     python benchmarks/device_throughput.py --device cpu --procs 16 --size c128 --steps 60
     python benchmarks/device_throughput.py --device cuda --procs 12 --size c128 --steps 400
 
-Each worker is a separate process (as `runners/collect.py` workers sharing --out are) running
+Each worker is a separate process (as `runners/train_grid.py` workers sharing --out are) running
 `training_function` (the runner's own loop: AdamW, grad clip, per-step probe, WSD schedule, fp32,
-TF32 off) on one cell of `--steps` steps, 1 torch thread. Workers start together; the figure is
+TF32 off) on one run of `--steps` steps, 1 torch thread. Workers start together; the figure is
 sum(steps) / mean(train_s) (train_s: the training loop's own clock, CUDA init and the final eval
 excluded), i.e. steps/s of the whole machine in that mode, plus tokens/s and FLOP/s.
 Used to choose where to collect cpu_ladder_v2_h100 (data/cpu_ladder_v2_h100/DATA_CARD.md).
@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def make_cell(size: str, steps: int, lr: float, wd: float) -> dict:
+def make_run(size: str, steps: int, lr: float, wd: float) -> dict:
     sys.path.insert(0, str(REPO))
     from scalefit.grids.spec import expand
 
@@ -34,8 +34,8 @@ def make_cell(size: str, steps: int, lr: float, wd: float) -> dict:
            "optim": {"beta1": 0.9, "beta2": 0.95, "grad_clip": 1.0},
            "data": {"kind": "stdlib", "eval_tokens": 128},
            "run": {"precision": "fp32", "probe_every": 20, "checkpoint_every": 0, "log_every": 10}}
-    (cell,) = expand(raw, REPO / "benchmarks" / "device_throughput.toml").cells
-    return cell.as_dict()
+    (run,) = expand(raw, REPO / "benchmarks" / "device_throughput.toml").runs
+    return run.as_dict()
 
 
 def worker(a) -> None:
@@ -45,7 +45,7 @@ def worker(a) -> None:
     from scalefit.train.run import RunContext, training_function
 
     with tempfile.TemporaryDirectory() as d:
-        r = training_function(make_cell(a.size, a.steps, 2e-3, 1.0), RunContext(cell_dir=Path(d)))
+        r = training_function(make_run(a.size, a.steps, 2e-3, 1.0), RunContext(run_dir=Path(d)))
     print(json.dumps({"train_s": r["train_s"], "steps": r["steps"], "device": r["device"],
                       "flops": r["flops"], "loss": r["final_loss"]}), flush=True)
 

@@ -14,7 +14,7 @@ time is not the fit's time. Seed 0 is the CLI's default.
 
     python benchmarks/fit_speed.py                       # every grid (~10 min on 2 quiet cores)
     python benchmarks/fit_speed.py --grids bundled --samplers nutpie pymc
-Targets (issue 12, 2 cores): bundled <= 10 s warm and <= 30 s cold per fresh process; 2,000
+Targets (2 cores): bundled <= 10 s warm and <= 30 s cold per fresh process; 2,000
 runs converged <= 30 s cold; a same-structure refit <= 1 s. The load average is printed: on a
 shared machine every figure is a contended one.
 """

@@ -27,25 +27,20 @@
 
 # %%
 # %matplotlib inline
-import os
 import time
+import sys
 from pathlib import Path
 
-ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
-os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))  # warm pytensor compile cache
-
-from scalefit.inference.sampling import SamplerSettings
+sys.path.insert(0, str(next(p for p in (Path.cwd(), Path.cwd() / "notebooks") if (p / "nbsetup.py").exists())))
+from nbsetup import FAST, ROOT, settings  # noqa: E402
 
 import numpy as np
 
 from scalefit.report import plots
-from scalefit.model.config import ModelConfig
-from scalefit.fit.core import fit_runs
-from scalefit.runs.table import load_runs
+from scalefit import ModelConfig, fit_runs, load_runs
 from scalefit.report.text import check_report, fit_report, prediction_report
 
-FAST = bool(os.environ.get("SCALEFIT_FAST"))
-SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings()
+SETTINGS = settings()
 RUNS = ROOT / "data" / "cpu_ladder_v1" / "runs.csv"
 print("sampler settings:", SETTINGS)
 

@@ -24,8 +24,8 @@
 # baseline, and PSIS-LOO.
 #
 # `eff_lr` here is the step-weighted value recomputed from the stored trajectories on 2026-11-23
-# (issue 10; `DATA_CARD.md`, "eff_lr"). The scored four-way backtest (every prefix of every chain,
-# in nominal LR, against the point fit) is `benchmarks/four_way.py`, which takes ~20 min on 2 cores;
+# (`data/cpu_ladder_v1/DATA_CARD.md`, "eff_lr"). The scored four-way backtest (every prefix of every chain,
+# in nominal LR, against the point fit) is `scripts/experiments/four_way.py`, which takes ~20 min on 2 cores;
 # this notebook reads its saved rows ("The scored backtest") instead of re-running it.
 #
 # Then AdamH, whose LR *is* a per-step angle: does its optimum scale more simply along N?
@@ -34,13 +34,11 @@
 
 # %%
 # %matplotlib inline
-import os
+import sys
 from pathlib import Path
 
-ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
-os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
-
-from scalefit.inference.sampling import SamplerSettings
+sys.path.insert(0, str(next(p for p in (Path.cwd(), Path.cwd() / "notebooks") if (p / "nbsetup.py").exists())))
+from nbsetup import FAST, ROOT, settings  # noqa: E402
 
 import warnings
 
@@ -48,14 +46,11 @@ import numpy as np
 import pandas as pd
 
 from scalefit.evaluation.compare import compare
-from scalefit.model.config import ModelConfig
-from scalefit.fit.core import fit_runs
-from scalefit.runs.table import load_runs
+from scalefit import ModelConfig, fit_runs, load_runs
 from scalefit.report.plots import plot_side_by_side
 from scalefit.report.text import comparison_report
 
-FAST = bool(os.environ.get("SCALEFIT_FAST"))
-SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings(draws=2000)
+SETTINGS = settings(draws=2000)
 RUNS = ROOT / "data" / "cpu_ladder_v1" / "runs.csv"
 TARGET = (2e6, 4e6)  # one rung up: ~2x the largest model, 2x the largest budget
 
@@ -117,7 +112,7 @@ pd.DataFrame({
 }).round(3)
 
 # %% [markdown]
-# ## The scored backtest: `benchmarks/four_way.py` (calibrate harness)
+# ## The scored backtest: `scripts/experiments/four_way.py` (calibrate harness)
 #
 # `compare`'s backtest above holds out one slice per variant. The calibration harness fits every
 # prefix of every chain (along N at each budget; the joint law over cells ordered by ln N + ln D;
@@ -128,10 +123,10 @@ pd.DataFrame({
 # %%
 import sys
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "scripts" / "experiments"))
 import four_way
 
-saved = ROOT / "benchmarks" / "results" / "four_way_cpu_ladder_v1.csv"
+saved = ROOT / "scripts" / "experiments" / "results" / "four_way_cpu_ladder_v1.csv"
 four_way.report(pd.read_csv(saved), pd.read_csv(saved.with_name(saved.stem + "_fits.csv")))
 
 # %% [markdown]

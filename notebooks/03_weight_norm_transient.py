@@ -21,11 +21,11 @@
 # norm, and with it the effective LR (angle per step ≈ η / RMS), is still moving: the
 # *transient*.
 #
-# We train tiny GPTs with the project's runner (`runners/collect.py`, CPU) and ask, per run, how many
+# We train tiny GPTs with the project's runner (`runners/train_grid.py`, CPU) and ask, per run, how many
 # steps the hidden-matrix RMS takes to get within 10% of sqrt(η/(2λ)), compared with τ.
 #
 # Two grids, both under a minute together on 2 cores:
-# 1. **`runners/grids/micro.toml` as shipped**, restricted to its two AdamW cells of the u16 model
+# 1. **`runners/grids/micro.toml` as shipped**, restricted to its two AdamW runs of the u16 model
 #    (100 steps, λ = 0.1, η ∈ {1e-3, 1e-2}, cosine schedule). Here τ = 10,000 and 1,000 steps,
 #    far beyond 100 steps: **these runs are too short to reach equilibrium**, and the notebook
 #    shows that.
@@ -48,6 +48,7 @@ import pandas as pd
 import tomli_w  # in the dev extra, with jupytext and matplotlib
 
 from scalefit.report import plots
+from scalefit.runs.schema import runs_root
 
 ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
 WORK = Path(tempfile.mkdtemp(prefix="scalefit_nb03_"))
@@ -66,25 +67,25 @@ def grid_variant(name: str, **changes) -> Path:
     return path
 
 
-def collect(grid: Path, out: Path) -> None:
+def train(grid: Path, out: Path) -> None:
     """One CPU process, one torch thread per run (the machine has 2 cores and other work)."""
     t0 = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "runners" / "collect.py"), str(grid), "--out", str(out),
+    proc = subprocess.run([sys.executable, str(ROOT / "runners" / "train_grid.py"), str(grid), "--out", str(out),
                            "--cpu", "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True)
     print(proc.stdout[-2000:])
     if proc.returncode:
-        raise RuntimeError(f"collect failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"training failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     print(f"{grid.name}: {time.perf_counter() - t0:.1f} s")
 
 
 # %% [markdown]
-# ## 1. The shipped micro grid (two AdamW cells)
+# ## 1. The shipped micro grid (two AdamW runs)
 
 # %%
 short = grid_variant("micro_adamw_u16", sizes=["u16"], optimizer=["adamw"])
-collect(short, WORK / "short")
-fig = plots.plot_weight_norms([WORK / "short"])
+train(short, WORK / "short")
+fig = plots.plot_weight_norms([runs_root(WORK / "short")])
 
 # %% [markdown]
 # ## 2. A longer micro variant where τ fits inside the run
@@ -94,8 +95,8 @@ long = grid_variant("micro_equilibrium", sizes=["u16"], optimizer=["adamw"], wei
                     **{"tokens.absolute": [600 * 8 * 32], "lr.values": [3e-3, 1e-2, 3e-2],
                        "schedule.kind": "constant", "schedule.warmup": 0.02,
                        "run.checkpoint_every": 0, "run.probe_every": 10, "run.log_every": 25})
-collect(long, WORK / "long")
-fig = plots.plot_weight_norms([WORK / "long"], scheduled=False)
+train(long, WORK / "long")
+fig = plots.plot_weight_norms([runs_root(WORK / "long")], scheduled=False)
 
 # %% [markdown]
 # ## 3. Steps to equilibrium vs τ = 1/(ηλ)
@@ -180,12 +181,12 @@ for name in ("short", "long"):
 
 # %%
 RUNS = pd.read_csv(ROOT / "data" / "cpu_ladder_v1" / "runs.csv")
-CELLS = ROOT / "data" / "cpu_ladder_v1" / "cells"
+RUN_DIRS = runs_root(ROOT / "data" / "cpu_ladder_v1")  # cells/: the grid predates runs/
 aw = RUNS[(RUNS["optimizer"] == "adamw") & (RUNS["seed"] == 0) & (RUNS["status"] == "ok")]
 rows = []
 for (size, d), g in aw.groupby(["size", "n_tokens"]):
     b = g.loc[g["final_loss"].idxmin()]
-    frame = pd.read_parquet(CELLS / b["cell_id"] / "trajectory.parquet")
+    frame = pd.read_parquet(RUN_DIRS / b["run_id"] / "trajectory.parquet")
     rms = plots.hidden_rms(frame, how="quadratic_mean")["rms"]
     eq = plots.equilibrium_rms(b["lr"], b["weight_decay"])
     rows.append({"size": size, "n_params": b["n_params"], "D": d, "best lr": b["lr"], "steps": b["steps"],
@@ -198,7 +199,7 @@ print(f"\nsteps/tau at the best LR: {ladder['steps/tau'].min():.2f} to {ladder['
 
 # %%
 sweep = aw[(aw["size"] == "c96") & np.isclose(aw["n_tokens"], aw["n_tokens"].max())]
-fig = plots.plot_weight_norms([CELLS / c for c in sweep["cell_id"]])
+fig = plots.plot_weight_norms([RUN_DIRS / c for c in sweep["run_id"]])
 
 # %% [markdown]
 # ## Reading section 4

@@ -29,28 +29,21 @@
 
 # %%
 # %matplotlib inline
-import os
 import time
+import sys
 from pathlib import Path
 
-ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
-os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
-
-from scalefit.inference.sampling import SamplerSettings
-
-
+sys.path.insert(0, str(next(p for p in (Path.cwd(), Path.cwd() / "notebooks") if (p / "nbsetup.py").exists())))
+from nbsetup import FAST, ROOT, settings  # noqa: E402
 
 from scalefit.report import plots
 from scalefit.evaluation.backtest import leave_largest_out
-from scalefit.model.config import ModelConfig
-from scalefit.fit.core import fit_runs
-from scalefit.runs.table import load_runs
+from scalefit import ModelConfig, fit_runs, load_runs
 from scalefit.report.text import backtest_report, check_report, fit_report
 
 DATA = ROOT.parent / "shared" / "data" / "hyperball_130m_lr_x_tokens" / "runs.csv"
 HAVE_DATA = DATA.exists()
-FAST = bool(os.environ.get("SCALEFIT_FAST"))
-SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings()
+SETTINGS = settings()
 if not HAVE_DATA:
     print(f"SKIP: {DATA} is absent (public data lives outside the project); nothing to do in this notebook.")
 

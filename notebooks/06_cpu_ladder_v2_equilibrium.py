@@ -17,7 +17,7 @@
 # The seed paper (arXiv:2606.29158) explains the upward curvature of the optimal LR by the weight
 # norm equilibrating slowly when the LR is small (AdamW timescale 1/(2 lr wd) steps). cpu_ladder_v1
 # ends every run inside that transient. `data/cpu_ladder_v2_h100` (the `cpu` ladder, collected on a lent H100) adds the other side: the same five
-# sizes with weight decay 1.0 at 1M / 2M / 4M tokens, next to v1's own cells (wd 0.1 at 0.5M / 1M /
+# sizes with weight decay 1.0 at 1M / 2M / 4M tokens, next to v1's own runs (wd 0.1 at 0.5M / 1M /
 # 2M, re-collected on the same device), plus AdamH at 2M. This notebook
 #
 # 1. measures, from each run's trajectory, how many relaxation timescales its best-LR run had
@@ -43,6 +43,7 @@ import pandas as pd
 
 from scalefit.runs import equilibrium as eq
 from scalefit.grids import status as grid_status
+from scalefit.runs.schema import runs_root
 
 FAST = bool(os.environ.get("SCALEFIT_FAST"))
 GRID = ROOT / "data" / "cpu_ladder_v2_h100"
@@ -117,7 +118,7 @@ axes[0].set_xlabel("timescales elapsed at the best LR (trajectory, capped at 8)"
 axes[0].set_ylabel("ln lr* residual of the log-linear law (per wd)")
 axes[0].legend()
 for r in best[best["seed"] == 0].itertuples():
-    traj = pd.read_parquet(GRID / "cells" / r.cell_id / "trajectory.parquet")
+    traj = pd.read_parquet(runs_root(GRID) / r.run_id / "trajectory.parquet")
     rho = eq.rho2_series(traj)
     steps = rho.index.to_numpy()
     s_all = traj[traj["group"] == "hidden_gmean"].groupby("step")["lr_mult"].first()

@@ -31,30 +31,25 @@
 
 # %%
 # %matplotlib inline
-import os
 import tempfile
 import tomllib
+import sys
 from pathlib import Path
 
-ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
-os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
-
-from scalefit.inference.sampling import SamplerSettings
+sys.path.insert(0, str(next(p for p in (Path.cwd(), Path.cwd() / "notebooks") if (p / "nbsetup.py").exists())))
+from nbsetup import FAST, ROOT, settings  # noqa: E402
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from scalefit.model.config import ModelConfig
-from scalefit.fit.core import fit_runs
-from scalefit.runs.table import load_runs
+from scalefit import ModelConfig, fit_runs, load_runs
 from scalefit.report.text import prediction_report
 from scalefit.design.suggest import candidates_from_ladder, default_tokens, format_suggestion, suggest
 from scalefit.design.spec_writer import write_spec
 from scalefit.grids.spec import load_ladder, load_spec
 
-FAST = bool(os.environ.get("SCALEFIT_FAST"))
-SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings()
+SETTINGS = settings()
 V1 = ROOT / "data" / "cpu_ladder_v1" / "runs.csv"
 BASE_SPEC = ROOT / "runners" / "grids" / "cpu_ladder_v1.toml"
 NEW = ROOT / "data" / "cpu_ladder_v1_suggested" / "runs.csv"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Collect a grid for a fixed time with K plain worker processes sharing --out, then stop them
+# Train a grid for a fixed time with K plain worker processes sharing --out, then stop them
 # and leave a directory that resumes cleanly on another machine (claims, checkpoints and temp
-# files removed: a cell killed mid-run restarts from step 0 on the next call).
+# files removed: a run killed mid-way restarts from step 0 on the next call).
 #
 #   runners/device_collect.sh GRID OUT SECONDS cpu|cuda K LOGDIR
 #
@@ -15,10 +15,10 @@ mkdir -p "$OUT" "$LOGDIR"
 pids=()
 for i in $(seq 1 "$K"); do
     if [ "$MODE" = cpu ]; then
-        CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 "$PY" runners/collect.py "$GRID" --out "$OUT" --threads 1 --cpu \
+        CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=1 "$PY" runners/train_grid.py "$GRID" --out "$OUT" --threads 1 --cpu \
             > "$LOGDIR/w$i.log" 2>&1 &
     else
-        OMP_NUM_THREADS=1 "$PY" runners/collect.py "$GRID" --out "$OUT" --threads 1 > "$LOGDIR/w$i.log" 2>&1 &
+        OMP_NUM_THREADS=1 "$PY" runners/train_grid.py "$GRID" --out "$OUT" --threads 1 > "$LOGDIR/w$i.log" 2>&1 &
     fi
     pids+=($!)
     sleep 0.2
@@ -34,6 +34,7 @@ for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 sleep 3
 for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
 wait 2>/dev/null
-find "$OUT/cells" \( -name claim -o -name '.claim.stale.*' -o -name '*.tmp' -o -name 'checkpoint.pt' \
+RUNS="$OUT/runs"; [ -d "$OUT/cells" ] && RUNS="$OUT/cells"   # an old-layout OUT keeps cells/
+find "$RUNS" \( -name claim -o -name '.claim.stale.*' -o -name '*.tmp' -o -name 'checkpoint.pt' \
     -o -name 'attempts.json' \) -delete 2>/dev/null
-echo "device_collect: stopped after $SECONDS s; finished cells: $(ls "$OUT"/cells/*/result.json 2>/dev/null | wc -l)"
+echo "device_collect: stopped after $SECONDS s; finished runs: $(ls "$RUNS"/*/result.json 2>/dev/null | wc -l)"

@@ -1,10 +1,10 @@
 #!/bin/bash
-# Collect a grid on a Slurm cluster: one task per node, each node runs `accelerate launch` with
-# its 8 GPUs; all nodes share --out (a shared filesystem) and claim cells from it.
+# Train a grid on a Slurm cluster: one task per node, each node runs `accelerate launch` with
+# its 8 GPUs; all nodes share --out (a shared filesystem) and claim runs from it.
 #   sbatch runners/slurm_collect.sh runners/grids/gpt2_ladder.toml /shared/runs/gpt2
-# Resubmitting the same command resumes: finished cells are skipped, killed runs continue from
+# Resubmitting the same command resumes: finished runs are skipped, killed runs continue from
 # their last checkpoint (a claim whose heartbeat is older than run.lease_s is taken over).
-#SBATCH --job-name=scalefit-collect
+#SBATCH --job-name=scalefit-train
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1          # one launcher per node; it starts the GPU processes
 #SBATCH --gpus-per-node=8
@@ -24,4 +24,4 @@ srun --kill-on-bad-exit=1 bash -c 'accelerate launch \
     --multi_gpu --num_machines '"$SLURM_NNODES"' --num_processes '"$((SLURM_NNODES * GPUS_PER_NODE))"' \
     --machine_rank $SLURM_NODEID --main_process_ip '"$MASTER_ADDR"' --main_process_port '"$MASTER_PORT"' \
     --rdzv_backend static --mixed_precision no --dynamo_backend no \
-    runners/collect.py '"$GRID"' --out '"$OUT"' --no-progress '"$*"''
+    runners/train_grid.py '"$GRID"' --out '"$OUT"' --no-progress '"$*"''

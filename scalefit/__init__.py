@@ -35,7 +35,9 @@ _EXPORTS = {
     "Prediction": "scalefit.fit.predict",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = ["load_runs", "RunsTable", "RunsTableError", "ModelConfig", "SamplerSettings", "fit_runs", "load_fit",
+           "Fit", "Prediction"]
+assert set(__all__) == set(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and documentation tools; at run time the names load lazily
     from scalefit.fit.core import Fit, fit_runs, load_fit

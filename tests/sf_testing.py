@@ -24,18 +24,20 @@ def shared_csv(name: str) -> Path:
 
 
 def assert_runs_table_matches_result_files(grid, runs, columns) -> None:
-    """A shipped runs.csv is regenerated from cells/*/result.json, never edited by hand."""
+    """A shipped runs.csv is regenerated from the result files (``runs/*/result.json``, or
+    ``cells/*/`` in an old-layout grid), never edited by hand."""
     import numpy as np
 
     from scalefit.runs.harvest import collect_runs
+    from scalefit.runs.schema import RUN_ID, runs_root
 
     fresh = collect_runs(grid)
     assert len(fresh) == len(runs)
-    a, b = runs.sort_values("cell_id").reset_index(drop=True), fresh.sort_values("cell_id").reset_index(drop=True)
+    a, b = runs.sort_values(RUN_ID).reset_index(drop=True), fresh.sort_values(RUN_ID).reset_index(drop=True)
     for col in columns:
         if a[col].dtype.kind in "fi":
             np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-12, err_msg=col)
         else:
             assert (a[col].astype(str) == b[col].astype(str)).all(), col
-    finished = {p.parent.name for p in (grid / "cells").glob("*/result.json")}
-    assert finished == set(runs["cell_id"])
+    finished = {p.parent.name for p in runs_root(grid).glob("*/result.json")}
+    assert finished == set(runs[RUN_ID])

@@ -35,12 +35,12 @@ def test_scalefit_check_passes_on_the_shipped_table(capsys):
 
 
 def test_runs_table_is_exactly_what_the_result_files_say(tmp_path, runs):
-    """runs.csv is regenerated from cells/*/result.json, never edited by hand."""
+    """runs.csv is regenerated from the result files (cells/*/result.json: the old layout), never edited by hand."""
     assert_runs_table_matches_result_files(GRID, runs, ("n_params", "n_tokens", "lr", "final_loss", "status", "seed",
                                                         "optimizer", "eff_lr"))
 
 
-def test_grid_has_the_shape_the_issue_asks_for(runs):
+def test_grid_has_the_shape_the_fit_needs(runs):
     sw = _findings().sweeps(runs)
     aw = sw[(sw["optimizer"] == "adamw") & (sw["seed"] == 0)]
     assert aw["size"].nunique() >= 5 and aw["n_tokens"].nunique() >= 3

@@ -1,5 +1,5 @@
 """The shipped suggested sweep (data/cpu_ladder_v1_suggested): the table is what the result files
-say, the spec plans exactly the collected cells, the runner's one extension is on record, and the
+say, the spec plans exactly the collected runs, the runner's one extension is on record, and the
 finding the data card states (c48's optimum falls at 4M tokens) holds in the shipped numbers."""
 
 import json
@@ -22,15 +22,15 @@ def test_runs_table_is_exactly_what_the_result_files_say():
     assert set(runs["corpus_sha256"]) == set(v1["corpus_sha256"])  # the same bytes as the grid it extends
 
 
-def test_the_spec_plans_every_collected_cell_and_the_extension_is_on_record():
+def test_the_spec_plans_every_collected_run_and_the_extension_is_on_record():
     from scalefit.grids.status import grid_table
     from scalefit.grids.spec import load_spec
 
-    cells = grid_table(load_spec(SPEC), GRID)
-    assert len(cells) == 24 and (cells["status"] == "ok").all()
+    runs = grid_table(load_spec(SPEC), GRID)
+    assert len(runs) == 24 and (runs["status"] == "ok").all()
     ext = json.loads((GRID / "brackets.json").read_text())["extensions"]
     assert [(e["side"], e["k"], e["seed"]) for e in ext] == [("low", 4, 0)]
-    seed0 = cells[cells["seed"] == 0]
+    seed0 = runs[runs["seed"] == 0]
     assert sorted(seed0["lr_k"]) == list(range(4, 12))  # the suggested window k = 5..11, plus k = 4
 
 

@@ -48,16 +48,16 @@ def test_runs_table_is_exactly_what_the_result_files_say(runs):
                                                         "status", "seed", "optimizer", "eff_lr"))
 
 
-def test_grid_plan_shows_every_cell_done():
+def test_grid_plan_shows_every_run_done():
     from scalefit.grids.status import grid_table
     from scalefit.grids.spec import load_spec
 
-    cells = grid_table(load_spec(SPEC), GRID)
-    assert len(cells) == 341
-    assert (cells["status"] == "ok").all(), cells[cells["status"] != "ok"]
+    runs = grid_table(load_spec(SPEC), GRID)
+    assert len(runs) == 341
+    assert (runs["status"] == "ok").all(), runs[runs["status"] != "ok"]
 
 
-def test_grid_has_the_shape_the_issue_asks_for(runs):
+def test_grid_has_the_shape_the_fit_needs(runs):
     from scalefit.grids.status import sweeps
 
     sw = sweeps(runs)
@@ -98,16 +98,16 @@ def test_provenance_one_corpus_shared_with_v1_and_the_card_names_it(runs):
     assert (runs["precision"] == "fp32").all()
 
 
-def test_wd01_block_is_v1_cell_for_cell_and_agrees_with_it(runs):
-    """The wd 0.1 block re-runs v1's seed-0 AdamW cells (same configs, same ids) on the device:
+def test_wd01_block_is_v1_run_for_run_and_agrees_with_it(runs):
+    """The wd 0.1 block re-runs v1's seed-0 AdamW runs (same configs, same ids) on the device:
     the losses agree to ~1e-3 nats on median and the best LR of most sweeps is the same."""
     from scalefit.grids.status import sweeps
 
     v1 = pd.read_csv(V1 / "runs.csv")
     v1 = v1[(v1["optimizer"] == "adamw") & (v1["seed"] == 0)]
     block = runs[(runs["optimizer"] == "adamw") & (runs["weight_decay"] == 0.1)]
-    assert set(block["cell_id"]) == set(v1["cell_id"])
-    m = v1.merge(block, on="cell_id", suffixes=("_v1", "_v2"))
+    assert set(block["run_id"]) == set(v1["run_id"])
+    m = v1.merge(block, on="run_id", suffixes=("_v1", "_v2"))
     diff = (m["final_loss_v2"] - m["final_loss_v1"]).abs()
     assert diff.median() < 0.005 and diff.max() < 0.2
     assert np.median(m["eff_lr_v2"] / m["eff_lr_v1"]) == pytest.approx(1.0, abs=0.02)
@@ -118,8 +118,9 @@ def test_wd01_block_is_v1_cell_for_cell_and_agrees_with_it(runs):
 
 
 def test_regime_split_measured_from_trajectories(states):
-    """Issue 14: at least a third of the AdamW best-LR runs past 3 timescales and a third inside
-    one, by the trajectory's own gap to its plateau (scalefit.runs.equilibrium), not by the schedule."""
+    """Both regimes are covered: at least a third of the AdamW best-LR runs past 3 timescales and a
+    third inside one, by the trajectory's own gap to its plateau (scalefit.runs.equilibrium), not
+    by the schedule."""
     from scalefit.runs import equilibrium as eq
 
     best = eq.best_runs(states)

@@ -15,12 +15,12 @@ from scalefit.grids.schedule import lr_multiplier
 GRID = REPO / "data" / "cpu_ladder_v1"
 
 
-def _nearest_probe_eff_lr(cell_dir, steps):
+def _nearest_probe_eff_lr(run_dir, steps):
     """Independent of scalefit.train.probe: every step t takes theta/s of its nearest probed step
     (each probe weighted by the steps it stands for), with the exact schedule s(t); geometric
     mean over hidden matrices."""
-    tr = pd.read_parquet(cell_dir / "trajectory.parquet")
-    sch = json.loads((cell_dir / "config.json").read_text())["config"]["schedule"]
+    tr = pd.read_parquet(run_dir / "trajectory.parquet")
+    sch = json.loads((run_dir / "config.json").read_text())["config"]["schedule"]
     h = tr[(tr.group == "hidden") & (tr.lr_mult > 1e-3)]  # s = 0: no step, theta/s undefined
     per = h.groupby("step").agg(theta=("theta", lambda x: float(np.exp(np.log(x).mean()))),
                                 s=("lr_mult", "first"))
@@ -40,7 +40,7 @@ def runs():
 def test_shipped_eff_lr_equals_a_step_weighted_recomputation(runs):
     ratios, sums = [], []
     for _, r in runs.iterrows():
-        d = GRID / "cells" / r["cell_id"]
+        d = GRID / "cells" / r["run_id"]  # the shipped grid keeps the old layout
         if not (d / "trajectory.parquet").exists():
             continue
         eff, theta_sum = _nearest_probe_eff_lr(d, int(r["steps"]))

@@ -1,4 +1,10 @@
-"""The ``scalefit`` command line: argument parsing and calls into the library, nothing else."""
+"""Floor 7 of the pipeline: the ``scalefit`` command line.
+
+spec -> runner -> result files -> runs table -> model -> inference -> fit -> evaluation/design
+-> report -> **CLI**. Argument parsing and calls into the library, nothing else: every number
+comes from the floors below and every report from `scalefit.report`. ``scalefit --help`` and
+``scalefit COMMAND --help`` document the commands.
+"""
 
 from scalefit.cli.main import build_parser, main
 

@@ -28,16 +28,16 @@ def cmd_collect(args) -> int:
 
 
 def plan_table(spec, out=None):
-    """One row per cell (the plan, plus LRs added by bracket extension in ``out``): id, sweep, size,
+    """One row per run (the plan, plus LRs added by bracket extension in ``out``): id, sweep, size,
     N, D, optimizer, LR, seed, steps, FLOPs, status."""
     import pandas as pd
 
     from scalefit.grids import brackets, store
 
-    rows, cells = [], spec.ordered(spec.cells + (brackets.load(spec, out) if out else []))
-    for c in cells:
-        st = store.status(store.cell_dir(out, c.id)) if out else "-"
-        rows.append(dict(cell_id=c.id, sweep=c.meta["sweep"], size=c.meta["size"], n_params=c.meta["n_params"],
+    rows, runs = [], spec.ordered(spec.runs + (brackets.load(spec, out) if out else []))
+    for c in runs:
+        st = store.status(store.run_dir(out, c.id)) if out else "-"
+        rows.append(dict(run_id=c.id, sweep=c.meta["sweep"], size=c.meta["size"], n_params=c.meta["n_params"],
                          n_tokens=c.meta["n_tokens"], optimizer=c.config["optimizer"],
                          lr=c.config["lr"], wd=c.config["weight_decay"], seed=c.config["seed"],
                          steps=c.config["steps"], flops=c.meta["flops"], status=st))
@@ -64,7 +64,7 @@ def cmd_grid_plan(args) -> int:
     with_pd["flops"] = with_pd["flops"].map(lambda f: f"{f:.3g}")
     print(with_pd.to_string(index=False))
     total = df["flops"].sum()
-    msg = f"\n{spec.name}: {len(df)} cells, {total:.3g} FLOPs in all"
+    msg = f"\n{spec.name}: {len(df)} runs, {total:.3g} FLOPs in all"
     if args.out:
         counts = df["status"].value_counts().to_dict()
         left = df.loc[~df["status"].isin(["ok", "diverged", "failed"]), "flops"].sum()
@@ -78,12 +78,13 @@ def cmd_grid_status(args) -> int:
     from pathlib import Path
 
     from scalefit.grids.status import status_markdown
+    from scalefit.runs.schema import runs_root
 
     spec = _load_spec(args, "status")
     if spec is None:
         return 2
-    if not (Path(args.out) / "cells").is_dir():
-        print(f"scalefit grid status: {args.out}: no cells/ directory (nothing collected there yet)", file=sys.stderr)
+    if not runs_root(args.out).is_dir():
+        print(f"scalefit grid status: {args.out}: no runs/ directory (nothing trained there yet)", file=sys.stderr)
         return 2
     text = status_markdown(spec, args.out)
     if args.card:
@@ -102,18 +103,19 @@ def cmd_grid_status(args) -> int:
 def register(subparsers) -> None:
     """Add ``collect`` and ``grid plan`` to the main CLI's subparsers."""
     p = subparsers.add_parser("collect", help="runner output DIR -> runs table (CSV/Parquet)",
-                              description="Collect DIR/cells/*/result.json into a runs table.")
-    p.add_argument("dir", help="runner output directory (the --out of runners/collect.py)")
+                              description="Collect DIR/runs/*/result.json (DIR/cells/*/ in an old-layout "
+                              "directory) into a runs table.")
+    p.add_argument("dir", help="runner output directory (the --out of runners/train_grid.py)")
     p.add_argument("-o", "--output", required=True, help="runs table to write (.csv or .parquet)")
     p.set_defaults(func=cmd_collect)
 
     g = subparsers.add_parser("grid", help="grid specs: plan, status", description="Inspect grid specs.")
     gsub = g.add_subparsers(dest="grid_command", required=True)
-    pl = gsub.add_parser("plan", help="list a grid's cells, their FLOPs and which are done")
+    pl = gsub.add_parser("plan", help="list a grid's runs, their FLOPs and which are done")
     pl.add_argument("grid", help="grid spec TOML (runners/grids/*.toml)")
-    pl.add_argument("--out", default=None, help="runner output directory, to show each cell's status")
+    pl.add_argument("--out", default=None, help="runner output directory, to show each run's status")
     pl.set_defaults(func=cmd_grid_plan)
-    st = gsub.add_parser("status", help="progress of a collection: best LR per sweep, edges, divergences, "
+    st = gsub.add_parser("status", help="progress of a grid: best LR per sweep, edges, divergences, "
                          "seed noise, ETA (no fit)")
     st.add_argument("grid", help="grid spec TOML (runners/grids/*.toml)")
     st.add_argument("--out", required=True, help="runner output directory")

@@ -3,6 +3,10 @@
     scalefit check runs.csv
     scalefit fit runs.csv --axis N -o fit.nc
     scalefit predict fit.nc --n-params 1.3e8 --n-tokens 4e8 --json
+
+Each subcommand parses its arguments and calls the library floors; what it prints comes from
+`scalefit.report`. The runner commands (``collect``, ``grid``), ``plot`` and ``suggest`` register
+themselves from `scalefit.cli.grid`, `scalefit.cli.plots` and `scalefit.cli.suggest`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import sys
 from pathlib import Path
 
 from scalefit.cli.args import count, key_value
+
+__all__ = ["build_parser", "main"]
 
 
 def _plain(value):
@@ -114,6 +120,7 @@ def _settings(args):
 
 
 def cmd_check(args) -> int:
+    """``scalefit check``: validate a runs table and print its cells; 1 when it does not load."""
     from scalefit.runs.table import RunsTableError
     from scalefit.report.text import check_report
 
@@ -134,6 +141,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    """``scalefit fit``: sample the posterior, write the fit file, print the fit report."""
     from scalefit.fit.core import fit_runs
     from scalefit.report.text import fit_report
 
@@ -150,6 +158,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """``scalefit predict``: the optimal LR at a target scale from a fit file (text or JSON)."""
     from scalefit.fit.core import Fit
     from scalefit.report.text import is_synthetic, prediction_report
 
@@ -165,6 +174,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_backtest(args) -> int:
+    """``scalefit backtest``: hold out the largest scale, predict it, score it (text or JSON)."""
     from scalefit.evaluation.backtest import leave_largest_out
     from scalefit.report.text import backtest_report
 
@@ -178,6 +188,7 @@ def cmd_backtest(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """``scalefit compare``: every (LR space, axis) variant side by side (text or JSON)."""
     import warnings
 
     from scalefit.evaluation.compare import available_variants, compare
@@ -198,6 +209,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    """``scalefit calibrate``: rolling backtests scored against the point fit and the bootstrap."""
     from scalefit.evaluation.calibrate import calibrate, format_summary
     from scalefit.model.config import ModelConfig
 
@@ -230,6 +242,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_synth(args) -> int:
+    """``scalefit synth``: write a SYNTHETIC runs table with a known curved law."""
     from scalefit.runs.synthetic import SyntheticTruth, make_grid
 
     truth = SyntheticTruth(curvature_n=args.curvature_n)
@@ -244,6 +257,13 @@ def cmd_synth(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``scalefit`` argument parser with every subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Each subcommand sets ``func``, the function that runs it.
+    """
     parser = argparse.ArgumentParser(prog="scalefit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -307,6 +327,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the ``scalefit`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 1 when a command refuses (a table that does not load,
+        an output that exists, matplotlib missing), 2 for a ValueError or FileNotFoundError
+        from the library (its message goes to stderr).
+
+    Examples
+    --------
+    >>> from scalefit.cli import main
+    >>> main(["check", "runs.csv"])  # doctest: +SKIP
+    0
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

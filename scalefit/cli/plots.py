@@ -14,6 +14,8 @@ from pathlib import Path
 
 from scalefit.cli.args import count
 
+__all__ = ["register"]
+
 
 def _matplotlib_or_error() -> bool:
     try:
@@ -30,6 +32,7 @@ def _check_output(path: Path) -> None:
 
 
 def cmd_valleys(args) -> int:
+    """``scalefit plot valleys``: per-cell loss valleys of a fit file."""
     if not _matplotlib_or_error():
         return 1
     _check_output(args.output)
@@ -55,6 +58,7 @@ def _backtest_rows(path: Path):
 
 
 def cmd_law(args) -> int:
+    """``scalefit plot law``: the optimal-LR law of a fit file, with targets and backtest points."""
     if not _matplotlib_or_error():
         return 1
     _check_output(args.output)
@@ -69,6 +73,7 @@ def cmd_law(args) -> int:
 
 
 def cmd_weights(args) -> int:
+    """``scalefit plot weights``: hidden-matrix weight RMS vs step from runner trajectories."""
     if not _matplotlib_or_error():
         return 1
     _check_output(args.output)
@@ -88,7 +93,13 @@ def _prob(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    """Add `plot` (valleys | law | weights) to the `scalefit` sub-command parsers."""
+    """Add ``plot`` (valleys | law | weights) to the ``scalefit`` subcommand parsers.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``parser.add_subparsers()`` in `scalefit.cli.main.build_parser`.
+    """
     plot = subparsers.add_parser("plot", help="figures: loss valleys, the LR law, weight-norm trajectories")
     sub = plot.add_subparsers(dest="plot_command", required=True)
 

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+__all__ = ["register"]
+
 
 def _recorded(fit, column: str) -> str | None:
     """A value every fitted run shares (the grid or ladder it was collected with), else None."""
@@ -29,6 +31,7 @@ def _find(path: Path | None, recorded: str | None, folder: str, what: str, flag:
 
 
 def cmd_suggest(args) -> int:
+    """``scalefit suggest``: the proposal table, and optionally a runnable grid spec (-o)."""
     import tomllib
 
     from scalefit.fit.core import Fit
@@ -81,6 +84,13 @@ def cmd_suggest(args) -> int:
 
 
 def register(sub) -> None:
+    """Add ``suggest`` to the ``scalefit`` subcommand parsers.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        From ``parser.add_subparsers()`` in `scalefit.cli.main.build_parser`.
+    """
     from scalefit.cli.args import count
 
     p = sub.add_parser("suggest", help="which cells to sweep next: expected shrinkage of the target's 90%% interval "

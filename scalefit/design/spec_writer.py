@@ -1,8 +1,14 @@
-"""A suggestion as a runnable one-file grid spec for `accelerate launch runners/collect.py`.
+"""A suggestion as a runnable one-file grid spec for the runner (``runners/train_grid.py``).
 
 The shared settings (batch, schedule, optimizer constants, data, cadences, LR lattice) come from
 the spec that collected the fitted grid, so the new runs continue the same recipe; each proposed
 cell becomes one [[sweep]] with its own lattice window.
+
+Examples
+--------
+>>> from scalefit.design.spec_writer import write_spec
+>>> write_spec(suggestion, "runners/grids/next.toml", base_spec="runners/grids/base.toml",
+...            optimizer="adamw", weight_decay=0.1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -12,13 +18,42 @@ from pathlib import Path
 
 from scalefit.grids.spec import SWEEP_KEYS, find_ladder, load_spec
 
-EXTEND = {"max": 3, "cliff": 0.1}
+__all__ = ["write_spec", "spec_dict"]
+
+EXTEND = {"max": 3, "cliff": 0.1}  # the runner's bracket extension for each proposed sweep
 SHARED_KEYS = ("ladder", "batch_size", "seq_len", "order", "lr_lattice", "schedule", "optim", "data", "run")
 
 
 def spec_dict(suggestion, base_spec: str | os.PathLike, optimizer: str, weight_decay: float,
               out_path: str | os.PathLike, ladder: str | os.PathLike | None = None, name: str | None = None) -> dict:
-    """The TOML tables of the new spec (see module doc)."""
+    """The TOML tables of the new spec (see the module doc).
+
+    Parameters
+    ----------
+    suggestion : scalefit.design.suggest.Suggestion
+        From `scalefit.design.suggest.suggest` with ladder candidates.
+    base_spec : str or os.PathLike
+        The grid spec that collected the fitted runs: its recipe is copied.
+    optimizer : str
+        Optimizer of the new sweeps.
+    weight_decay : float
+        Weight decay of the new sweeps.
+    out_path : str or os.PathLike
+        Where the spec will be written (the ladder is referenced relative to it).
+    ladder : str or os.PathLike, optional
+        The ladder file (default: the one `base_spec` names).
+    name : str, optional
+        The spec's name (default: the base spec's name + "_suggested").
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        When a proposal has no ladder size.
+    """
     import tomllib
 
     base_path = Path(base_spec)
@@ -45,8 +80,8 @@ def spec_dict(suggestion, base_spec: str | os.PathLike, optimizer: str, weight_d
             "optimizer": optimizer, "weight_decay": weight_decay, "sizes": [p.size],
             "seeds": list(range(p.seeds)), "tokens": {"absolute": [float(p.n_tokens)]},
             "lr": {"k": [int(p.k_range[0]), int(p.k_range[1])]},
-            # the window is centred on a prediction: let the runner widen it if the best LR lands
-            # on an edge (the first suggested batch on cpu_ladder_v1 had its optimum below its window)
+            # the window is centred on a prediction, which can miss: let the runner widen it if
+            # the best LR lands on an edge
             "extend": dict(EXTEND),
         })
     return raw
@@ -63,7 +98,29 @@ def _ladder_ref(ladder_file: Path, out_path: Path) -> str:
 
 
 def write_spec(suggestion, out_path, **kwargs) -> Path:
-    """Write the spec (atomically) and check that it parses and plans the proposed cells."""
+    """Write the spec (atomically) and check that it parses and plans the proposed cells.
+
+    Parameters
+    ----------
+    suggestion : scalefit.design.suggest.Suggestion
+        From `scalefit.design.suggest.suggest` with ladder candidates.
+    out_path : str or os.PathLike
+        The TOML file to write.
+    **kwargs
+        ``base_spec``, ``optimizer``, ``weight_decay`` and optionally ``ladder`` and ``name``,
+        as for `spec_dict`.
+
+    Returns
+    -------
+    pathlib.Path
+        `out_path`.
+
+    Raises
+    ------
+    ValueError
+        When a proposal has no ladder size, or the written spec does not load (nothing is
+        left behind then).
+    """
     import tomli_w
 
     out_path = Path(out_path)

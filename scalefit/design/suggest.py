@@ -18,8 +18,16 @@ today's width times sqrt(Var(m_t | batch) / S_tt). Candidates interact through S
 cell next to a chosen one adds less. Batches are greedy: each step adds the affordable
 candidate with the largest width reduction per FLOP. What it leaves out: a sweep also teaches
 the model the residual scatter tau, the walk's scale and the valley shapes, which the linear
-update does not count, and the posterior is not Gaussian; benchmarks/suggest.py checks the
-expected widths against refits of simulated sweeps.
+update does not count, and the posterior is not Gaussian; the simulated campaign in
+scripts/experiments/suggest_campaign.py checks the expected widths against refits of simulated
+sweeps (results on the calibration page, docs/calibration.md, "Checking `scalefit suggest`").
+
+Examples
+--------
+>>> from scalefit import load_fit
+>>> from scalefit.design.suggest import suggest, format_suggestion
+>>> s = suggest(load_fit("fit.nc"), n_params=1.3e8, n_tokens=4e8, budget=3e13)  # doctest: +SKIP
+>>> print(format_suggestion(s))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ from scalefit.fit.predict import (
     _continue_walk, _scalars, _vector, check_batch_size, law_draws, law_z, walk_context)
 from scalefit.grids.spec import lattice_lr  # the runners' LR lattice: suggested LRs match collected ones
 
+__all__ = ["suggest", "Suggestion", "Proposal", "Candidate", "SweepPlan", "format_suggestion",
+           "candidates_from_ladder", "candidates_from_table", "default_tokens", "plan_candidates", "plan_sweeps",
+           "joint_draws", "window", "optimum_variance", "DEFAULT_LATTICE", "MIN_GAIN"]
+
 PROB = 0.9
 LN10 = math.log(10.0)
 MIN_LRS, MAX_LRS = 5, 13
@@ -45,7 +57,21 @@ MIN_GAIN = 0.01  # a cell must narrow the target's interval by >= 1% of today's 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A cell one could sweep next."""
+    """A cell one could sweep next.
+
+    Attributes
+    ----------
+    n_params : float
+        Model size N.
+    n_tokens : float
+        Training tokens D.
+    flops_per_run : float
+        Cost of one run.
+    size : str or None
+        The ladder's size name (None: no ladder given).
+    lrs : tuple of float or None
+        A fixed LR set to sweep (None: a lattice window about the cell's predicted optimum).
+    """
 
     n_params: float
     n_tokens: float
@@ -56,7 +82,33 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Proposal:
-    """One chosen cell: where to sweep, what it costs, and what it is expected to buy."""
+    """One chosen cell: where to sweep, what it costs, and what it is expected to buy.
+
+    Attributes
+    ----------
+    size : str or None
+        The ladder's size name.
+    n_params : float
+        Model size N.
+    n_tokens : float
+        Training tokens D.
+    seeds : int
+        Seeds per LR.
+    lrs : tuple of float
+        The LRs to sweep, ascending.
+    k_range : tuple of (int, int) or None
+        LR lattice indices of the window (inclusive); None for a fixed LR set.
+    flops : float
+        Cost of the sweep (every LR, every seed).
+    optimum_sd_from_sweep : float
+        How well the sweep alone pins the cell's optimum (sd, nats of LR).
+    width_after_alone : float
+        Expected 90% width of the target's interval (decades) with this cell alone.
+    width_after_batch : float
+        The same with every cell chosen so far, this one included.
+    repeats_cell : int or None
+        The fitted cell this one repeats, if any.
+    """
 
     size: str | None
     n_params: float
@@ -73,6 +125,46 @@ class Proposal:
 
 @dataclass
 class Suggestion:
+    """What `suggest` proposes: the batch of sweeps and the target interval it is expected to leave.
+
+    Attributes
+    ----------
+    n_params : float
+        Target model size N.
+    n_tokens : float
+        Target training tokens D.
+    batch_size : float or None
+        Tokens per step at the target.
+    budget : float
+        FLOPs allowed for the whole batch.
+    lr_median : float
+        Today's posterior median of the optimal LR at the target.
+    interval : tuple of (float, float)
+        Today's 90% ETI of the optimal LR at the target.
+    width_now : float
+        Its width, in decades.
+    proposals : list of Proposal
+        The chosen cells, in the order they were chosen (the best value per FLOP first).
+    n_candidates : int
+        How many candidate cells were considered.
+    lattice : dict
+        The LR lattice the windows are on (base, per_octave, digits).
+    prob : float
+        Probability of the interval (0.9).
+    interval_kind : str
+        "ETI".
+    method : str
+        How the expected widths were computed.
+    notes : list of str
+        Why nothing was proposed, when so.
+    flops : float
+        Total cost of the proposals.
+    width_after : float
+        Expected 90% width (decades) after the whole batch.
+    interval_after : tuple of (float, float)
+        Today's interval shrunk about its median by the expected width ratio.
+    """
+
     n_params: float
     n_tokens: float
     batch_size: float | None
@@ -90,10 +182,12 @@ class Suggestion:
 
     @property
     def flops(self) -> float:
+        """Total FLOPs of the proposals."""
         return float(sum(p.flops for p in self.proposals))
 
     @property
     def width_after(self) -> float:
+        """Expected 90% width of the target's interval after the batch, in decades."""
         return self.proposals[-1].width_after_batch if self.proposals else self.width_now
 
     @property
@@ -104,6 +198,15 @@ class Suggestion:
         return (float(self.lr_median * (lo / self.lr_median) ** r), float(self.lr_median * (hi / self.lr_median) ** r))
 
     def table(self) -> pd.DataFrame:
+        """The proposals as a table (what ``scalefit suggest --table`` writes).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per proposal: order, size, n_params, n_tokens, seeds, n_lrs, lr_low,
+            lr_high, flops, cumulative_flops, optimum_sd_dec, width90_after_alone_dec,
+            width90_after_batch_dec, repeats_fitted_cell.
+        """
         rows = []
         cum = 0.0
         for i, p in enumerate(self.proposals, 1):
@@ -118,6 +221,7 @@ class Suggestion:
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict:
+        """Every field and property as a plain dict (what ``scalefit suggest --json`` prints)."""
         out = asdict(self)
         out.update(flops=self.flops, width_after=self.width_after, interval_after=list(self.interval_after))
         return out
@@ -126,7 +230,23 @@ class Suggestion:
 # ------------------------------------------------------------------------------------ candidates
 
 def candidates_from_ladder(ladder, tokens, vocab_size: int = 256, seq_len: int | None = None) -> list[Candidate]:
-    """Every ladder size at every token budget, with the runners' FLOP count per run."""
+    """Every ladder size at every token budget, with the runners' FLOP count per run.
+
+    Parameters
+    ----------
+    ladder : scalefit.grids.spec.Ladder
+        A model-size ladder (`scalefit.grids.spec.load_ladder`).
+    tokens : iterable of float
+        Token budgets D.
+    vocab_size : int, default 256
+        Vocabulary size of the runs (it changes N and the FLOPs per token).
+    seq_len : int, optional
+        Sequence length, overriding the ladder's.
+
+    Returns
+    -------
+    list of Candidate
+    """
     from scalefit.grids.spec import count_params, flops_per_token
 
     out = []
@@ -139,13 +259,36 @@ def candidates_from_ladder(ladder, tokens, vocab_size: int = 256, seq_len: int |
 
 
 def candidates_from_table(fit, tokens) -> list[Candidate]:
-    """Without a ladder: the fitted sizes at every token budget, 6 N D FLOPs per run."""
+    """Without a ladder: the fitted sizes at every token budget, 6 N D FLOPs per run.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    tokens : iterable of float
+        Token budgets D.
+
+    Returns
+    -------
+    list of Candidate
+    """
     sizes = np.unique(fit.table.cells["n_params"].to_numpy(dtype=float))
     return [Candidate(float(n), float(d), 6.0 * n * d) for n in sizes for d in tokens]
 
 
 def default_tokens(fit) -> list[float]:
-    """The fitted token budgets and twice the largest."""
+    """The fitted token budgets and twice the largest.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+
+    Returns
+    -------
+    list of float
+        Ascending.
+    """
     fitted = np.unique(fit.table.cells.loc[fit.fitted_cells(), "n_tokens"].to_numpy(dtype=float))
     return sorted({*fitted.tolist(), 2.0 * float(fitted.max())})
 
@@ -160,10 +303,28 @@ def _repeats(fit, cand: Candidate) -> int | None:
 # ------------------------------------------------------------------------------- joint draws
 
 def joint_draws(fit, points, batch_size=None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Per posterior draw, jointly at every (n_params, n_tokens) in `points` taken as new cells:
-    the optimum m (standardized ln LR), the valley width, floor and noise (standardized loss).
+    """Per posterior draw, jointly at every point taken as a new cell: optimum, width, floor, noise.
+
     Draws share the law and the discrepancy walk (continued through all points at once, so two
-    nearby points move together); each point gets its own residual and valley."""
+    nearby points move together); each point gets its own residual and valley.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    points : list of tuple of (float, float)
+        (n_params, n_tokens) per point.
+    batch_size : float, optional
+        Tokens per step (when the law has a batch-size term).
+    seed : int, default 0
+        Seed of the new cells' random effects.
+
+    Returns
+    -------
+    dict
+        ``m`` (optimum, standardized ln LR), ``width``, ``floor`` and ``noise`` (standardized
+        loss), each (draws, points), and ``asymmetry`` (per draw; None for a quadratic valley).
+    """
     rng = np.random.default_rng([seed, 2])
     post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(fit.posterior).items()}
     n, k = len(post["law_intercept"]), len(points)
@@ -197,7 +358,22 @@ def joint_draws(fit, points, batch_size=None, seed: int = 0) -> dict[str, np.nda
 
 def window(m_draws: np.ndarray, x_center: float, lattice: dict) -> tuple[int, int]:
     """Lattice indices covering the cell's 90% predictive interval of its optimum plus one step
-    each side (at least MIN_LRS, at most MAX_LRS points, centred on the median)."""
+    each side (at least MIN_LRS, at most MAX_LRS points, centred on the median).
+
+    Parameters
+    ----------
+    m_draws : numpy.ndarray
+        Draws of the cell's optimum, standardized ln LR.
+    x_center : float
+        The fit's ``std.x_center``.
+    lattice : dict
+        The LR lattice (``base``, ``per_octave``).
+
+    Returns
+    -------
+    tuple of (int, int)
+        First and last lattice index, inclusive.
+    """
     step = math.log(2.0) / lattice["per_octave"]
     lo, med, hi = np.quantile(m_draws + x_center, [0.05, 0.5, 0.95])
     base = math.log(lattice["base"])
@@ -208,9 +384,30 @@ def window(m_draws: np.ndarray, x_center: float, lattice: dict) -> tuple[int, in
 
 
 def optimum_variance(x: np.ndarray, m, width, floor, noise, asymmetry, fit, seeds: int = 1) -> float:
-    """Variance (nats^2) of a cell's optimum from a sweep at standardized ln LRs `x`: the inverse
-    of the sweep's expected Fisher information about (floor, ln width, optimum), averaged over
-    the draws. Runs the fit would censor (past the loss window) carry no information here."""
+    """Variance (nats^2) of a cell's optimum from a sweep at standardized ln LRs `x`.
+
+    The inverse of the sweep's expected Fisher information about (floor, ln width, optimum),
+    averaged over the draws. Runs the fit would censor (past the loss window) carry no
+    information here.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The sweep's standardized ln LRs.
+    m, width, floor, noise : numpy.ndarray
+        Per draw: the cell's optimum, valley width, floor and noise sd (standardized units).
+    asymmetry : numpy.ndarray or None
+        Per draw valley asymmetry (None for a quadratic valley).
+    fit : scalefit.fit.core.Fit
+        The fit (its Student-t nu, loss window and standardization).
+    seeds : int, default 1
+        Seeds per LR.
+
+    Returns
+    -------
+    float
+        ``inf`` when the sweep cannot pin the optimum.
+    """
     nu = float(fit.config.nu)
     std, lw = fit.std, fit.config.loss_window
     d = x[None, :] - m[:, None]  # (draws, points)
@@ -237,9 +434,51 @@ def optimum_variance(x: np.ndarray, m, width, floor, noise, asymmetry, fit, seed
 def suggest(fit, n_params: float, n_tokens: float, budget: float, candidates: list[Candidate] | None = None,
             batch_size: float | None = None, seeds: int = 1, lattice: dict | None = None,
             seed: int = 0, tokens=None) -> Suggestion:
-    """The batch of cells (sweeps) that shrinks the target's 90% interval most per FLOP, within
-    `budget` FLOPs. `candidates` default to the fitted sizes at `tokens` (default: the fitted
-    budgets and twice the largest; 6 N D FLOPs per run); give ladder candidates for a runnable spec."""
+    """The batch of cells (sweeps) that shrinks the target's 90% interval most per FLOP.
+
+    Greedy: each step adds the affordable candidate with the largest expected width reduction
+    per FLOP, as long as it narrows the interval by at least ``MIN_GAIN`` of today's width.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        A nominal-LR fit.
+    n_params, n_tokens : float
+        The target scale.
+    budget : float
+        FLOPs to spend on the whole batch.
+    candidates : list of Candidate, optional
+        Cells to choose from. Default: the fitted sizes at `tokens`, 6 N D FLOPs per run; give
+        ladder candidates (`candidates_from_ladder`) for a runnable spec.
+    batch_size : float, optional
+        Tokens per step at the target (when the law depends on it).
+    seeds : int, default 1
+        Seeds per proposed LR.
+    lattice : dict, optional
+        LR lattice overrides (``base``, ``per_octave``, ``digits``); default ``DEFAULT_LATTICE``.
+    seed : int, default 0
+        Seed of the new cells' random effects.
+    tokens : iterable of float, optional
+        Token budgets of the default candidates (default: `default_tokens`).
+
+    Returns
+    -------
+    Suggestion
+
+    Raises
+    ------
+    ValueError
+        When the fit is not in nominal LR, `budget` is not positive, `seeds` < 1, there are no
+        candidates, the budget is below the cheapest candidate, or the batch size does not fit
+        the law.
+
+    Examples
+    --------
+    >>> from scalefit import load_fit
+    >>> from scalefit.design.suggest import suggest
+    >>> s = suggest(load_fit("fit.nc"), n_params=1.3e8, n_tokens=4e8, budget=3e13)  # doctest: +SKIP
+    >>> s.table()  # doctest: +SKIP
+    """
     if fit.config.lr_kind != "nominal":
         raise ValueError("suggest works on nominal-LR fits: the eff_lr map adds an uncertainty a new "
                          "sweep does not reduce the same way; fit with --lr-kind nominal")
@@ -315,6 +554,20 @@ def suggest(fit, n_params: float, n_tokens: float, budget: float, candidates: li
 
 @dataclass(frozen=True)
 class SweepPlan:
+    """The sweep `suggest` would run at one candidate.
+
+    Attributes
+    ----------
+    k_range : tuple of (int, int) or None
+        LR lattice indices (inclusive); None for a fixed LR set.
+    lrs : tuple of float
+        The LRs, ascending.
+    flops : float
+        Cost of the sweep.
+    variance : float
+        Variance of the cell's optimum from this sweep alone (nats^2).
+    """
+
     k_range: tuple[int, int] | None
     lrs: tuple[float, ...]
     flops: float
@@ -336,8 +589,29 @@ def _use_fitted_optima(fit, draws: dict, candidates, first: int = 1) -> list[int
 
 def plan_sweeps(fit, draws: dict, candidates, lattice: dict, seeds: int = 1, seed: int = 0,
                 first: int = 1) -> list[SweepPlan]:
-    """Per candidate (column `first` + j of the joint draws): its LRs (its fixed set, or a lattice window
-    about its predicted optimum), its cost, and how well the sweep alone pins its optimum."""
+    """Per candidate: its LRs, its cost, and how well the sweep alone pins its optimum.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    draws : dict
+        From `joint_draws`; candidate j is column `first` + j.
+    candidates : list of Candidate
+        The candidates (a fixed LR set, or a lattice window about the predicted optimum).
+    lattice : dict
+        The LR lattice.
+    seeds : int, default 1
+        Seeds per LR.
+    seed : int, default 0
+        Seed of the draws the information is averaged over.
+    first : int, default 1
+        Column of the first candidate (0 when the draws hold no target column).
+
+    Returns
+    -------
+    list of SweepPlan
+    """
     rng = np.random.default_rng([seed, 3])
     n = draws["m"].shape[0]
     sub = rng.choice(n, size=min(INFO_DRAWS, n), replace=False)
@@ -358,7 +632,27 @@ def plan_sweeps(fit, draws: dict, candidates, lattice: dict, seeds: int = 1, see
 def plan_candidates(fit, candidates, batch_size=None, lattice: dict | None = None, seeds: int = 1,
                     seed: int = 0) -> list[SweepPlan]:
     """The sweeps `suggest` would run at these cells, without choosing among them (baselines use
-    the same LR windows and costs)."""
+    the same LR windows and costs).
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    candidates : list of Candidate
+        The cells.
+    batch_size : float, optional
+        Tokens per step.
+    lattice : dict, optional
+        LR lattice overrides.
+    seeds : int, default 1
+        Seeds per LR.
+    seed : int, default 0
+        Seed of the new cells' random effects.
+
+    Returns
+    -------
+    list of SweepPlan
+    """
     lattice = {**DEFAULT_LATTICE, **(lattice or {})}
     draws = joint_draws(fit, [(c.n_params, c.n_tokens) for c in candidates], batch_size, seed=seed)
     _use_fitted_optima(fit, draws, candidates, first=0)
@@ -370,7 +664,17 @@ def _label(c: Candidate) -> str:
 
 
 def format_suggestion(s: Suggestion) -> str:
-    """The plain-text report: today's interval, each proposed cell, the expected interval after."""
+    """The plain-text report: today's interval, each proposed cell, the expected interval after.
+
+    Parameters
+    ----------
+    s : Suggestion
+        From `suggest`.
+
+    Returns
+    -------
+    str
+    """
     lo, hi = s.interval
     lines = [f"target N={s.n_params:.4g} D={s.n_tokens:.4g}"
              + (f" B={s.batch_size:.4g}" if s.batch_size else "")

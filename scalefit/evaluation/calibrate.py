@@ -38,6 +38,9 @@ from scalefit.runs.table import RunsTable, batch_swept
 from scalefit.model.law import fit_law_axes
 from scalefit.inference.sampling import SamplerSettings
 
+__all__ = ["calibrate", "Calibration", "Chain", "chains", "summarize", "format_summary", "sweep_optimum",
+           "distance_efolds", "bootstrap_draws", "interval_score", "FAMILIES", "ALPHA"]
+
 FAMILIES = ("N", "D", "ND")
 ALPHA = 0.1  # interval-score level: the 90% interval
 LOG10 = np.log(10.0)
@@ -45,7 +48,17 @@ LOG10 = np.log(10.0)
 
 @dataclass(frozen=True)
 class Chain:
-    """Cells ordered along one direction of scale; prefixes of it are fitted, the rest predicted."""
+    """Cells ordered along one direction of scale; prefixes of it are fitted, the rest predicted.
+
+    Attributes
+    ----------
+    family : str
+        "N", "D" or "ND": the law's axis for fits along this chain.
+    label : str
+        What is held fixed along the chain, for reports (e.g. "N at n_tokens=4e+06").
+    cells : tuple of int
+        Table cell ids, smallest scale first.
+    """
 
     family: str  # "N", "D" or "ND": the law's axis
     label: str
@@ -65,7 +78,26 @@ def _fmt(v) -> str:
 
 
 def chains(table: RunsTable, families=FAMILIES, min_cells: int = 3) -> list[Chain]:
-    """Every backtest chain the table supports for the given law families."""
+    """Every backtest chain the table supports for the given law families.
+
+    Parameters
+    ----------
+    table : scalefit.runs.table.RunsTable
+        The runs table.
+    families : iterable of str, default FAMILIES
+        Any of "N", "D", "ND".
+    min_cells : int, default 3
+        A chain needs more cells than this (at least one to predict).
+
+    Returns
+    -------
+    list of Chain
+
+    Raises
+    ------
+    ValueError
+        For an unknown family.
+    """
     cells = table.cells
     out = []
     for family in families:
@@ -113,6 +145,16 @@ def sweep_optimum(runs: pd.DataFrame) -> tuple[float, bool]:
 
     Seed-averaged loss per LR; the vertex of the parabola through the best LR and its two
     neighbours, kept between those neighbours. Unbracketed (best at an edge): the best LR, False.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        One cell's runs.
+
+    Returns
+    -------
+    tuple of (float, bool)
+        The optimum in ln LR, and whether the sweep brackets it.
     """
     ok = runs[(runs["status"] == "ok") & np.isfinite(runs["final_loss"])]
     mean = ok.groupby(np.round(np.log(ok["lr"].to_numpy(dtype=float)), 9))["final_loss"].mean().sort_index()
@@ -126,8 +168,21 @@ def sweep_optimum(runs: pd.DataFrame) -> tuple[float, bool]:
 
 
 def distance_efolds(fitted: pd.DataFrame, target: pd.Series, family: str) -> float:
-    """How far the target lies beyond the fitted cells' range, in e-folds (0 inside it);
-    Euclidean over ln N and ln D for the joint law."""
+    """How far the target lies beyond the fitted cells' range, in e-folds (0 inside it).
+
+    Parameters
+    ----------
+    fitted : pandas.DataFrame
+        The fitted cells (``n_params``, ``n_tokens``).
+    target : pandas.Series
+        The target cell.
+    family : str
+        "N", "D", or "ND" (Euclidean over ln N and ln D).
+
+    Returns
+    -------
+    float
+    """
     axes = {"N": ["n_params"], "D": ["n_tokens"], "ND": ["n_params", "n_tokens"]}[family]
     d2 = 0.0
     for col in axes:
@@ -141,8 +196,26 @@ def bootstrap_draws(vertices: pd.Series, design: pd.DataFrame, target: dict, n_b
                     seed: int = 0) -> np.ndarray:
     """ln LR* at the target from `n_boot` cell-bootstrap refits of the log-linear law.
 
-    `vertices`: per-cell vertex ln LR; `design`: per-cell covariates (ln N, ln D, ...) used by the
-    law; resamples whose design is rank-deficient (too few distinct cells) are redrawn.
+    Resamples whose design is rank-deficient (too few distinct cells) are redrawn, up to
+    20 * `n_boot` attempts in all.
+
+    Parameters
+    ----------
+    vertices : pandas.Series
+        Per-cell vertex ln LR.
+    design : pandas.DataFrame
+        Per-cell covariates of the law (columns such as ``ln_n``, ``ln_d``).
+    target : dict
+        The target's covariates, keyed like `design`'s columns.
+    n_boot : int, default 1000
+        Bootstrap refits.
+    seed : int, default 0
+        Seed of the resampling.
+
+    Returns
+    -------
+    numpy.ndarray
+        ln LR* at the target, one per refit.
     """
     rng = np.random.default_rng(seed)
     X = np.column_stack([np.ones(len(design)), design.to_numpy(dtype=float)])
@@ -161,7 +234,22 @@ def bootstrap_draws(vertices: pd.Series, design: pd.DataFrame, target: dict, n_b
 
 
 def interval_score(lo: float, hi: float, truth: float, alpha: float = ALPHA) -> float:
-    """Gneiting-Raftery interval score: width plus 2/alpha times the miss distance."""
+    """Gneiting-Raftery interval score: width plus 2/alpha times the miss distance.
+
+    Parameters
+    ----------
+    lo, hi : float
+        The interval.
+    truth : float
+        The value it should contain.
+    alpha : float, default ALPHA
+        1 minus the interval's probability.
+
+    Returns
+    -------
+    float
+        In the units of the arguments; lower is better.
+    """
     return float((hi - lo) + (2 / alpha) * max(lo - truth, 0.0) + (2 / alpha) * max(truth - hi, 0.0))
 
 
@@ -181,19 +269,58 @@ def _law_columns(family: str) -> list[str]:
 
 @dataclass
 class Calibration:
-    """One row per (held-out cell, prefix, method), plus per-fit convergence."""
+    """A calibration run: one row per (held-out cell, prefix, method), plus per-fit convergence.
+
+    Attributes
+    ----------
+    rows : pandas.DataFrame
+        One row per held-out cell, chain prefix and method ("model", "point", "bootstrap"):
+        family, chain, prefix, cell_label, n_params, n_tokens, distance_efolds, truth_lr,
+        bracketed, lr_median, log10_err, the 50% and 90% coverage, width90_dec, interval_score,
+        lpd; model rows also carry ``error`` (why no nominal answer, else "").
+    fits : pandas.DataFrame
+        One row per backtest fit: family, chain, prefix, converged, max_rhat, min_ess_bulk,
+        divergences.
+    """
 
     rows: pd.DataFrame
     fits: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self, by=("method",)) -> pd.DataFrame:
-        """Scores per method (and any other grouping), over bracketed held-out cells."""
+        """Scores per method (and any other grouping), over bracketed held-out cells.
+
+        Parameters
+        ----------
+        by : tuple of str, default ("method",)
+            Columns of `rows` to group by.
+
+        Returns
+        -------
+        pandas.DataFrame
+            See `summarize`.
+        """
         return summarize(self.rows, by)
 
 
 def summarize(rows: pd.DataFrame, by=("method",)) -> pd.DataFrame:
-    """Scores over bracketed held-out cells; rows with an ``error`` (no prediction) are counted
-    in ``n_failed`` and left out of the scores."""
+    """Scores over bracketed held-out cells.
+
+    Rows with an ``error`` (no prediction) are counted in ``n_failed``, and the same cell leaves
+    every method's scores, so the methods stay compared on the same cells.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        `Calibration.rows` (or rows of the same form).
+    by : tuple of str, default ("method",)
+        Columns to group by.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per group: n, n_failed, abs_log10_err, cover50, cover90, width90_dec, interval_score,
+        lpd (interval scores NaN for a method without intervals).
+    """
     scored = rows[rows["bracketed"]]
     failed = pd.Series(False, scored.index)
     if "error" in scored:  # a cell without a model prediction leaves every method's score, so all
@@ -220,7 +347,41 @@ def summarize(rows: pd.DataFrame, by=("method",)) -> pd.DataFrame:
 def calibrate(table: RunsTable, families=FAMILIES, config: ModelConfig = ModelConfig(),
               settings: SamplerSettings = SamplerSettings(draws=1000, tune=500), min_cells: int = 3,
               n_boot: int = 1000, progress: bool = True) -> Calibration:
-    """Run every rolling backtest of every chain; score the model, the point fit and the bootstrap."""
+    """Run every rolling backtest of every chain; score the model, the point fit and the bootstrap.
+
+    Parameters
+    ----------
+    table : scalefit.runs.table.RunsTable
+        The runs table.
+    families : iterable of str, default FAMILIES
+        Law families to backtest: any of "N", "D", "ND".
+    config : scalefit.model.config.ModelConfig, default ModelConfig()
+        The model; each chain's family sets its axis.
+    settings : scalefit.inference.sampling.SamplerSettings, default SamplerSettings(draws=1000, tune=500)
+        Sampler settings of every backtest fit.
+    min_cells : int, default 3
+        The smallest prefix fitted.
+    n_boot : int, default 1000
+        Bootstrap refits per held-out cell.
+    progress : bool, default True
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    ValueError
+        When the table has no chain long enough to backtest.
+
+    Examples
+    --------
+    >>> from scalefit import load_runs
+    >>> from scalefit.evaluation.calibrate import calibrate, format_summary
+    >>> result = calibrate(load_runs("runs.csv"), families=["N"])  # doctest: +SKIP
+    >>> print(format_summary(result.summary()))  # doctest: +SKIP
+    """
     from scalefit.fit.core import fit_runs
 
     work = [(ch, k) for ch in chains(table, families, min_cells) for k in range(min_cells, len(ch.cells))
@@ -341,7 +502,17 @@ def _progress(total: int, show: bool):
 
 
 def format_summary(summary: pd.DataFrame) -> str:
-    """Markdown table of a summary frame."""
+    """Markdown table of a summary frame (coverages as percentages, other floats to 3 decimals).
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From `summarize` or `Calibration.summary`.
+
+    Returns
+    -------
+    str
+    """
     cols = [c for c in summary.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for rec in summary.to_dict(orient="records"):

@@ -24,9 +24,24 @@ from scalefit.runs.table import RunsTable
 from scalefit.model.valley import valley_rise
 from scalefit.inference.sampling import SamplerSettings
 
+__all__ = ["compare", "Comparison", "available_variants", "pointwise_log_likelihood", "observation_key", "loo"]
+
 
 def available_variants(table: RunsTable) -> list[tuple[str, str]]:
-    """(lr_kind, axis) pairs the table supports."""
+    """(lr_kind, axis) pairs the table supports.
+
+    An axis needs at least 3 distinct values among the cells ("ND" both); "effective" needs an
+    eff_lr on every ok run.
+
+    Parameters
+    ----------
+    table : scalefit.runs.table.RunsTable
+        The runs table.
+
+    Returns
+    -------
+    list of tuple of (str, str)
+    """
     cells = table.cells
     axes = [a for a, col in (("N", "n_params"), ("D", "n_tokens")) if cells[col].nunique() >= 3]
     if len(axes) == 2:
@@ -38,7 +53,20 @@ def available_variants(table: RunsTable) -> list[tuple[str, str]]:
 
 
 def pointwise_log_likelihood(fit: Fit) -> xr.DataArray:
-    """Per draw and per observation that entered the likelihood: (chain, draw, obs)."""
+    """Log likelihood per draw and per observation that entered the likelihood.
+
+    Observed runs score the Student-t density, censored runs its survival function.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (chain, draw, obs).
+    """
     data = fit.data
     a = data.arrays()
     post = fit.posterior.to_dataset()
@@ -60,7 +88,18 @@ def pointwise_log_likelihood(fit: Fit) -> xr.DataArray:
 
 
 def observation_key(fit: Fit) -> str:
-    """Identifies the observations a fit scores, to know which LOO values are comparable."""
+    """Identifies the observations a fit scores, to know which LOO values are comparable.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+
+    Returns
+    -------
+    str
+        A short hash of which runs entered and which of them were censored.
+    """
     data = fit.data
     used = np.flatnonzero(data.weight > 0)
     blob = np.concatenate([used, data.censored[used]]).astype(np.int64).tobytes()
@@ -68,6 +107,18 @@ def observation_key(fit: Fit) -> str:
 
 
 def loo(fit: Fit) -> dict:
+    """PSIS-LOO of a fit (arviz-stats).
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+
+    Returns
+    -------
+    dict
+        elpd_loo, loo_se, p_loo and pareto_k_bad (observations with Pareto k > 0.7).
+    """
     import arviz_stats as azs
 
     tree = xr.DataTree.from_dict({
@@ -82,17 +133,60 @@ def loo(fit: Fit) -> dict:
 
 @dataclass
 class Comparison:
+    """Every variant's fit, prediction, backtest and LOO, side by side.
+
+    Attributes
+    ----------
+    rows : pandas.DataFrame
+        One row per variant ("kind/axis"): the target interval (lr_median, lr_low, lr_high,
+        lr_decision, baseline_lr), p_curvature_positive, backtest scores next to the baseline's,
+        elpd_loo with elpd_diff and loo_group, or ``error`` for a variant that could not be fitted.
+    fits : dict
+        Variant name -> `scalefit.fit.core.Fit`.
+    backtests : dict
+        Variant name -> `scalefit.evaluation.backtest.Backtest`.
+    """
+
     rows: pd.DataFrame
     fits: dict = field(default_factory=dict)
     backtests: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """``{"variants": [row, ...]}`` with NaN as None (what ``scalefit compare --json`` prints)."""
         return {"variants": self.rows.replace({np.nan: None}).to_dict(orient="records")}
 
 
 def compare(table: RunsTable, n_params: float, n_tokens: float, settings: SamplerSettings = SamplerSettings(),
             prob: float = 0.9, variants=None, base: ModelConfig = ModelConfig()) -> Comparison:
-    """Fit, predict, backtest and score every (lr_kind, axis) variant."""
+    """Fit, predict, backtest and score every (lr_kind, axis) variant.
+
+    Parameters
+    ----------
+    table : scalefit.runs.table.RunsTable
+        The runs table.
+    n_params, n_tokens : float
+        The target scale.
+    settings : scalefit.inference.sampling.SamplerSettings, default SamplerSettings()
+        Sampler settings of every fit.
+    prob : float, default 0.9
+        Probability of the intervals.
+    variants : list of tuple of (str, str), optional
+        (lr_kind, axis) pairs (default: `available_variants`).
+    base : scalefit.model.config.ModelConfig, default ModelConfig()
+        The config every variant starts from.
+
+    Returns
+    -------
+    Comparison
+        A variant whose fit raises ValueError gets a row with the error instead of scores.
+
+    Examples
+    --------
+    >>> from scalefit import load_runs
+    >>> from scalefit.evaluation.compare import compare
+    >>> result = compare(load_runs("runs.csv"), n_params=1.3e8, n_tokens=4e8)  # doctest: +SKIP
+    >>> result.rows[["variant", "lr_median", "backtest_abs_log10_err"]]  # doctest: +SKIP
+    """
     variants = variants or available_variants(table)
     rows, fits, backtests = [], {}, {}
     for kind, axis in variants:

@@ -1,6 +1,7 @@
 """The two-stage point baseline everyone else uses (StepLaw, Marin): a parabola in log LR per
 cell, then a least-squares log-linear law through the vertices. Always shown beside the
-posterior so users see what the hierarchical model changes."""
+posterior so users see what the hierarchical model changes (see the model page, docs/model.md,
+"The baseline point fit")."""
 
 from __future__ import annotations
 
@@ -14,25 +15,70 @@ from scalefit.runs.table import batch_swept
 from scalefit.model.config import AXIS_COLUMNS
 from scalefit.model.data import lr_column, run_weights
 
+__all__ = ["BaselineFit", "fit_baseline", "cell_vertex"]
+
 
 @dataclass(frozen=True)
 class BaselineFit:
+    """The two-stage log-linear point fit: ln LR* = coef[0] + sum of coef[i] ln(axis i).
+
+    Attributes
+    ----------
+    axes : tuple of str
+        The law's covariates: the model's axes ("N", "D"), plus "B" when batch size is in the law.
+    coef : numpy.ndarray
+        Intercept, then one slope per axis (on ln N, ln D, ln B).
+    vertices : pandas.DataFrame
+        Per cell: ``log_lr_vertex`` and ``source`` ("parabola", or "best run" where the
+        parabola is not convex or its vertex falls outside the sweep).
+    """
+
     axes: tuple[str, ...]
-    coef: np.ndarray  # intercept, then one slope per axis (on ln N / ln D)
+    coef: np.ndarray  # intercept, then one slope per axis (on ln N, ln D, ln B)
     vertices: pd.DataFrame  # per cell: log_lr_vertex, source ("parabola" or "best run")
 
     def predict_log_lr(self, n_params: float, n_tokens: float, batch_size: float | None = None) -> float:
+        """ln of the baseline's optimal LR at (N, D[, B]).
+
+        Parameters
+        ----------
+        n_params, n_tokens : float
+            The scale.
+        batch_size : float, optional
+            Tokens per step; used only when "B" is in `axes`.
+
+        Returns
+        -------
+        float
+            ln LR in the space the baseline was fitted in (the fit's ``lr_kind``).
+        """
         cov = {"N": np.log(n_params), "D": np.log(n_tokens),
                "B": np.log(batch_size) if batch_size else np.nan}
         return float(self.coef[0] + sum(c * cov[a] for c, a in zip(self.coef[1:], self.axes)))
 
     def predict_lr(self, n_params: float, n_tokens: float, batch_size: float | None = None) -> float:
+        """The baseline's optimal LR at (N, D[, B]): exp of `predict_log_lr`."""
         return float(np.exp(self.predict_log_lr(n_params, n_tokens, batch_size)))
 
 
 def cell_vertex(log_lr: np.ndarray, loss: np.ndarray) -> tuple[float, str]:
-    """Vertex of the least-squares parabola; the best run when the parabola is not convex or
-    its vertex falls outside the swept range (the usual guard in two-stage fits)."""
+    """Vertex of the least-squares parabola in ln LR through one cell's (seed-averaged) valley.
+
+    The best run instead when there are fewer than 3 distinct LRs, the parabola is not convex,
+    or its vertex falls outside the swept range (the usual guard in two-stage fits).
+
+    Parameters
+    ----------
+    log_lr : numpy.ndarray
+        ln LR of the cell's points.
+    loss : numpy.ndarray
+        Their final losses.
+
+    Returns
+    -------
+    tuple of (float, str)
+        The vertex in ln LR and its source, "parabola" or "best run".
+    """
     best = float(log_lr[np.argmin(loss)])
     if len(np.unique(log_lr)) < 3:
         return best, "best run"
@@ -46,7 +92,23 @@ def cell_vertex(log_lr: np.ndarray, loss: np.ndarray) -> tuple[float, str]:
 
 
 def fit_baseline(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_out=()) -> BaselineFit:
-    """Two-stage fit on the same runs the model sees (same window, diverged and failed runs out)."""
+    """Two-stage fit on the same runs the model sees (same window, diverged and failed runs out).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The runs table's runs.
+    cells : pandas.DataFrame
+        The runs table's cells.
+    config : scalefit.model.config.ModelConfig
+        The model config: its window, LR space, axes and batch-size rule apply here too.
+    held_out : iterable of int, default ()
+        Cells left out of the fit.
+
+    Returns
+    -------
+    BaselineFit
+    """
     weight, censored, _ = run_weights(runs, config, held_out)
     use = (weight > 0) & (censored == 0)
     frame = pd.DataFrame({

@@ -12,21 +12,23 @@ cells):
   counts cells, not runs.
 - **Fitted where it matters.** Only runs within ``WINDOW_OCTAVES`` of their cell's best LR enter:
   the map is used to carry the effective optimum back, and ln eff_lr is not linear in ln lr over
-  a whole sweep (a global fit left +0.06 to +0.10 residuals near the optimum of every 1M-token
-  cell of cpu_ladder_v1). The slope k = c1 + ... is then the *local* slope at the optimum
-  (THEORY.md 3.4: between 1/2 at equilibrium and 1 in the init-dominated transient).
+  a whole sweep (a fit over whole sweeps leaves systematic residuals near the optima, where the
+  map is read). The slope k = c1 + ... is then the *local* slope at the optimum: between 1/2 at
+  equilibrium and 1 in the init-dominated transient (see the theory page, docs/theory.md,
+  "The local slope of the map").
 - **Its scatter reaches the interval.** The target is a new cell, and one run there: a nominal LR
   reaches ln eff = map + b_new + e, so each draw carries its own offset with sd
   sqrt(tau^2 + sigma^2). (c, sigma, tau) get a posterior: sigma and tau on a grid (half-normal
   priors, restricted likelihood with c integrated out under a flat prior), c | sigma, tau exactly
-  Gaussian (generalized least squares). No sampler, ~0.1 s.
+  Gaussian (generalized least squares). No sampler: a grid and closed forms.
 - **The decision is made in nominal space** (:meth:`EffectiveMap.decide_nominal`): the nominal LR
   that minimizes posterior expected loss when every draw's valley is reached through that draw's
   map and offset. Map uncertainty widens the nominal spread, and with a valley steeper on the
   high side that moves the decision down.
 
-AdamH runs need no map: their LR is the per-step angle up to sin(angle(W, u)) (THEORY.md 2.3;
-0.86-0.99 at the optima of cpu_ladder_v1), so the map is the identity.
+AdamH runs need no map: their LR is the per-step angle up to sin(angle(W, u)), close to 1 in high
+dimension (see the theory page, docs/theory.md, "What AdamH's learning rate means"), so the map
+is the identity. The model page (docs/model.md, "The effective-LR map") states the same in brief.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+__all__ = ["EffectiveMap", "fit_effective_map", "near_optimum", "transient_by_cell", "WINDOW_OCTAVES",
+           "MIN_RISING_DRAWS", "TRANSIENT_COLUMNS"]
 
 IDENTITY_OPTIMIZERS = ("adamh",)
 WINDOW_OCTAVES = 1.0  # runs within one octave of their cell's best LR fit the map
@@ -45,7 +50,31 @@ MIN_RISING_DRAWS = 100  # fewer map draws rising at the target than this: no nom
 
 @dataclass(frozen=True)
 class EffectiveMap:
-    """ln eff_lr as a function of ln lr and scale, with posterior draws."""
+    """ln eff_lr as a function of ln lr and scale, with posterior draws (see the module doc).
+
+    Made by `fit_effective_map`; `scalefit.fit.core.Fit.eff_map` holds the one of an
+    effective-LR fit.
+
+    Attributes
+    ----------
+    identity : bool
+        True for AdamH runs: the LR is the angle, the map is the identity.
+    coef_draws : numpy.ndarray
+        (draws, 7) posterior draws of c0 .. c6; a coefficient whose covariate does not vary in
+        the fitted runs is 0.
+    lr_center : float
+        The centre of ln lr (u = ln lr - lr_center).
+    residual_sd : float
+        Posterior median of sigma, the run-level scatter about the map (ln units).
+    std : scalefit.model.standardize.Standardization
+        The fit's standardization (for z_N, z_D).
+    scatter_draws : numpy.ndarray or None
+        Per draw, sqrt(sigma^2 + tau^2): the sd of a new cell's run about the map.
+    cell_sd : float
+        Posterior median of tau, the cell-level scatter (ln units).
+    seed : int
+        Seed of the new-cell offsets, so the same map gives the same answer.
+    """
 
     identity: bool
     coef_draws: np.ndarray  # (draws, 7): c0 .. c6 (6 columns: no u^2 term)
@@ -57,7 +86,20 @@ class EffectiveMap:
     seed: int = 0
 
     def log_eff(self, log_lr, n_params, n_tokens) -> np.ndarray:
-        """Posterior mean ln eff_lr at nominal ln lr (for plots and checks)."""
+        """Posterior mean ln eff_lr at nominal ln lr (for plots and checks).
+
+        Parameters
+        ----------
+        log_lr : float or array_like
+            Nominal ln lr.
+        n_params, n_tokens : float or array_like
+            The scale.
+
+        Returns
+        -------
+        numpy.ndarray
+            ln eff_lr under the posterior mean coefficients (no cell or run offset).
+        """
         if self.identity:
             return np.asarray(log_lr, dtype=float)
         c = self.coef_draws.mean(axis=0)
@@ -67,7 +109,18 @@ class EffectiveMap:
         return c[0] + (c[1] + c[2] * zn + c[3] * zd) * u + c[4] * zn + c[5] * zd + curv * u**2
 
     def rising_fraction(self, n_params: float, n_tokens: float) -> float:
-        """Share of the map's posterior draws whose slope in ln lr is positive at (N, D)."""
+        """Share of the map's posterior draws whose slope in ln lr is positive at (N, D).
+
+        Parameters
+        ----------
+        n_params, n_tokens : float
+            The scale.
+
+        Returns
+        -------
+        float
+            In [0, 1]; 1 for the identity map.
+        """
         if self.identity:
             return 1.0
         return float(np.mean(self._slopes(n_params, n_tokens) > 0))
@@ -107,8 +160,30 @@ class EffectiveMap:
 
     def to_nominal(self, log_eff_draws: np.ndarray, n_params: float, n_tokens: float,
                    scatter: bool = True) -> np.ndarray:
-        """Nominal ln lr that reaches each effective ln lr draw at the target, through one map
-        draw each, with that draw's new-cell-and-run offset unless ``scatter=False``."""
+        """Nominal ln lr that reaches each effective ln lr draw at the target.
+
+        Each draw goes through one rising map draw, with that draw's new-cell-and-run offset
+        unless ``scatter=False``.
+
+        Parameters
+        ----------
+        log_eff_draws : array_like
+            Draws of ln eff_lr at the target.
+        n_params, n_tokens : float
+            The target scale.
+        scatter : bool, default True
+            Add each draw's new-cell-and-run offset (sd sqrt(tau^2 + sigma^2)).
+
+        Returns
+        -------
+        numpy.ndarray
+            Nominal ln lr, one per draw.
+
+        Raises
+        ------
+        ValueError
+            When fewer than ``MIN_RISING_DRAWS`` map draws rise at the target.
+        """
         log_eff_draws = np.asarray(log_eff_draws, dtype=float)
         if self.identity:
             return log_eff_draws
@@ -119,9 +194,29 @@ class EffectiveMap:
         return self.lr_center + 2 * (log_eff_draws - level) / (slope + np.sqrt(disc))
 
     def decide_nominal(self, draws: dict, x_center: float, n_params: float, n_tokens: float) -> float:
-        """Nominal ln lr minimizing posterior expected loss, each draw's effective-space valley
-        (``draws`` from scalefit.fit.predict.target_draws, x = ln eff - ``x_center``) reached
-        through that draw's map and offset."""
+        """Nominal ln lr minimizing posterior expected loss under the map's uncertainty.
+
+        Each draw's effective-space valley is reached through that draw's map and offset.
+
+        Parameters
+        ----------
+        draws : dict
+            The target's draws from `scalefit.fit.predict.target_draws` (x = ln eff - `x_center`).
+        x_center : float
+            The fit's ``std.x_center``.
+        n_params, n_tokens : float
+            The target scale.
+
+        Returns
+        -------
+        float
+            The decision, as nominal ln lr.
+
+        Raises
+        ------
+        ValueError
+            When fewer than ``MIN_RISING_DRAWS`` map draws rise at the target.
+        """
         from scipy.optimize import minimize_scalar
 
         from scalefit.model.valley import valley_rise
@@ -148,7 +243,20 @@ class EffectiveMap:
 
 
 def near_optimum(runs: pd.DataFrame, octaves: float = WINDOW_OCTAVES) -> pd.Series:
-    """True for runs within ``octaves`` of their cell's best ok LR (cells without an ok run: none)."""
+    """True for runs within ``octaves`` of their cell's best ok LR (cells without an ok run: none).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        Runs with ``cell``, ``lr``, ``status`` and ``final_loss``.
+    octaves : float, default WINDOW_OCTAVES
+        Half-width of the window, in octaves of LR.
+
+    Returns
+    -------
+    pandas.Series
+        Boolean, on the index of `runs`.
+    """
     ok = runs[(runs["status"] == "ok") & np.isfinite(runs["final_loss"])]
     best = np.log(ok.loc[ok.groupby("cell")["final_loss"].idxmin()].set_index("cell")["lr"])
     dist = np.abs(np.log(runs["lr"].to_numpy(dtype=float)) - runs["cell"].map(best).to_numpy(dtype=float))
@@ -188,10 +296,39 @@ def _posterior_scales(y, X, cell_codes, grid=GRID, prior_sd=SCALE_PRIOR_SD):
 
 def fit_effective_map(runs: pd.DataFrame, std, held_out=(), n_draws: int = 4000, seed: int = 0,
                       window_octaves: float | None = WINDOW_OCTAVES) -> EffectiveMap:
-    """Fit the map on runs with a finite eff_lr within ``window_octaves`` of their cell's best LR
-    (ok and diverged alike: the map is about the optimizer's dynamics, not the loss; ``None``: all
-    runs), except runs of held-out cells: a backtest must not see the held-out scale's dynamics
-    either."""
+    """Fit the eff_lr map on the runs near each cell's optimum.
+
+    Runs with a finite eff_lr within ``window_octaves`` of their cell's best LR enter, ok and
+    diverged alike (the map is about the optimizer's dynamics, not the loss), except runs of
+    held-out cells: a backtest must not see the held-out scale's dynamics either.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The runs table's runs (``lr``, ``eff_lr``, ``status``, ``cell``, ``n_params``,
+        ``n_tokens``; ``optimizer`` when present).
+    std : scalefit.model.standardize.Standardization
+        The fit's standardization (the map is written in its z_N, z_D).
+    held_out : iterable of int, default ()
+        Cells whose runs stay out.
+    n_draws : int, default 4000
+        Posterior draws of the coefficients.
+    seed : int, default 0
+        Seed of the draws and of the new-cell offsets.
+    window_octaves : float or None, default WINDOW_OCTAVES
+        Half-width of the window about each cell's best LR; None: every run.
+
+    Returns
+    -------
+    EffectiveMap
+        The identity when every run is AdamH.
+
+    Raises
+    ------
+    ValueError
+        When the table has no eff_lr column, or fewer than 8 runs have a usable eff_lr near
+        their cell's optimum.
+    """
     if "optimizer" in runs and runs["optimizer"].astype(str).str.lower().isin(IDENTITY_OPTIMIZERS).all():
         return EffectiveMap(True, np.zeros((1, 7)), 0.0, 0.0, std)
     if "eff_lr" not in runs:
@@ -238,10 +375,32 @@ def transient_by_cell(runs: pd.DataFrame, cells: pd.DataFrame, fit=None) -> pd.D
 
     Columns from the runner's probe: t_eq (steps until the hidden-matrix RMS^2 is within 10% of
     lr_t/(2 wd)), transient_frac = t_eq / steps, equilibration_number E = 2 wd sum_t lr_t.
-    THEORY.md 3.4: cells whose best runs spend more of training in the transient (small E) should
-    sit above a log-linear law fitted in nominal LR. With a `fit`, each cell's posterior median
+    Cells whose best runs spend more of training in the transient (small E) should sit above a
+    log-linear law fitted in nominal LR (see the theory page, docs/theory.md, "Why the curvature
+    might vanish in effective-LR space and along D"). With a `fit`, each cell's posterior median
     optimum minus the least-squares line through all optima (along the fit's first axis) is
     given as `law_residual`, to check that relation.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The runs table's runs, with the probe's columns (``TRANSIENT_COLUMNS``), ``weight_decay``
+        and ``steps``.
+    cells : pandas.DataFrame
+        The runs table's cells.
+    fit : scalefit.fit.core.Fit, optional
+        Adds the ``law_residual`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell with an ok run: n_params, n_tokens, best_lr, steps, timescale_steps,
+        t_eq, transient_frac, equilibration_number (and law_residual).
+
+    Raises
+    ------
+    ValueError
+        When the runs lack the probe's columns.
     """
     missing = [c for c in TRANSIENT_COLUMNS + ("weight_decay", "steps") if c not in runs]
     if missing:

@@ -25,7 +25,9 @@ from scalefit.model.data import prepare
 from scalefit.model.standardize import Standardization
 from scalefit.runs.table import load_runs
 
-FORMAT = "scalefit-fit/1"
+__all__ = ["save_fit", "read_fit", "FORMAT"]
+
+FORMAT = "scalefit-fit/1"  # the root attribute "format"; read_fit refuses any other
 
 
 def _table_to_dataset(frame: pd.DataFrame) -> xr.Dataset:
@@ -63,7 +65,7 @@ def save_fit(fit, path) -> None:
     ----------
     fit : scalefit.fit.core.Fit
         The fit to write (its runs table, model data, posterior and settings).
-    path : str or Path
+    path : str or os.PathLike
         Destination; written to a temporary name and renamed, so a crash never leaves half a
         fit under `path`.
 
@@ -115,7 +117,7 @@ def read_fit(path) -> dict:
 
     Parameters
     ----------
-    path : str or Path
+    path : str or os.PathLike
         A file written by `save_fit` (``scalefit fit -o``).
 
     Returns

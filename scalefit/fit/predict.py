@@ -1,8 +1,11 @@
 """Posterior prediction at a target scale: the target is a NEW cell, so its optimum draws a
-fresh law residual from Normal(0, tau) and its valley width from the population.
+fresh law residual from Normal(0, tau) and its valley width from the population, and the law's
+discrepancy walk is continued from the fitted cells to it.
 
 Intervals are equal-tailed (ETI): invariant under exp, so the LR interval is the exp of the
-log-LR interval. Every interval states its probability and kind.
+log-LR interval. Every interval states its probability and kind. The recommended LR minimizes
+posterior expected loss at the target (see the model page, docs/model.md, "Prediction at a new
+cell" and "The decision rule").
 """
 
 from __future__ import annotations
@@ -15,12 +18,75 @@ from scipy.optimize import minimize_scalar
 from scalefit.model.law import fit_law_axes, law_terms, term_value
 from scalefit.model.valley import valley_rise
 
+__all__ = ["Prediction", "predict", "target_draws", "fit_target_draws", "nominal_log_lr_draws", "law_z",
+           "law_draws", "walk_context", "check_batch_size", "expected_loss", "decide"]
+
 DEFAULT_PROBS = (0.5, 0.9, 0.95)
 INTERVAL_KIND = "ETI"
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """The answer at a target scale: the optimal LR to set, with its credible intervals.
+
+    Returned by `predict` (and `scalefit.fit.core.Fit.predict`). Every LR here is the nominal
+    LR to set, whatever LR space the model was fitted in; the interval kind and probability are
+    stated with the numbers.
+
+    Attributes
+    ----------
+    n_params : float
+        Target model size N.
+    n_tokens : float
+        Target training tokens D.
+    prob : float
+        Probability of the headline interval [`lr_low`, `lr_high`].
+    lr_median : float
+        Posterior median of the optimal LR at the target.
+    lr_low : float
+        Lower end of the `prob` equal-tailed interval of the optimal LR.
+    lr_high : float
+        Upper end of that interval.
+    intervals : dict
+        ``str(p) -> [low, high]`` for p in 0.5, 0.9, 0.95 and `prob`.
+    lr_decision : float
+        The recommended LR: it minimizes posterior expected loss at the target. With a valley
+        steeper on the high-LR side it sits below the median.
+    expected_loss_penalty_of_median : float
+        E[loss(lr_median)] - E[loss(lr_decision)], in loss units (>= 0): what setting the median
+        instead of the recommendation costs in expectation.
+    expected_regret_at_decision : float
+        E[loss(lr_decision)] - E[loss(true optimum)], in loss units: the loss the remaining
+        uncertainty costs at the recommendation.
+    p_curvature_positive : float or None
+        Posterior probability of upward curvature of the law along its (first) axis; None for a
+        linear law.
+    p_curvature_positive_by_axis : dict
+        ``axis -> P(curvature > 0)`` for every curved law axis.
+    baseline_lr : float
+        The two-stage log-linear point fit's LR at the target (mapped to nominal LR for
+        effective-LR fits).
+    lr_kind_fitted : str
+        The LR space the valleys and the law were fitted in: "nominal" or "effective".
+    lr_kind_reported : str
+        Always "nominal": the LR you set.
+    axis : str
+        The law's axis: "N", "D" or "ND".
+    interval_kind : str
+        "ETI" (equal-tailed interval).
+    converged : bool or None
+        Whether the fit's sampler converged; None when the fit has no convergence summary.
+    extrapolation : dict
+        Per law axis, ``{"target_z", "fitted_z_min", "fitted_z_max"}``: where the target lies
+        against the fitted cells, in standardized units.
+    effective : dict
+        Effective-LR fits only (empty otherwise): ``eff_lr_median`` and ``eff_intervals`` (the
+        answer in effective-LR space, before the map), ``map_identity`` (AdamH: the map is the
+        identity) and ``map_residual_sd`` (the map's run-level scatter, ln units).
+    batch_size : float or None
+        Tokens per step the answer is for; None when the table has no batch sizes.
+    """
+
     n_params: float
     n_tokens: float
     prob: float
@@ -44,6 +110,7 @@ class Prediction:
     batch_size: float | None = None  # tokens/step the answer is for (None: the table has no batch sizes)
 
     def to_dict(self) -> dict:
+        """Every field as a plain dict (what ``scalefit predict --json`` prints)."""
         return asdict(self)
 
 
@@ -51,9 +118,30 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
                  batch_size: float | None = None, walk: dict | None = None) -> dict[str, np.ndarray]:
     """Per posterior draw: the target's optimum (standardized x), width and valley asymmetry.
 
-    `walk` (from `walk_context`) holds, per law axis, the distinct ln values of the table's cells
-    and which of them carried data: the law's Brownian-motion discrepancy is continued from the
-    fitted cells to the target (a bridge between them, a diffusion beyond them).
+    Parameters
+    ----------
+    posterior : xarray.DataTree or xarray.Dataset
+        The fit's posterior.
+    std : scalefit.model.standardize.Standardization
+        The fit's standardization.
+    config : scalefit.model.config.ModelConfig
+        The fit's model config.
+    n_params, n_tokens : float
+        The target scale.
+    seed : int, default 0
+        Seed of the target's new-cell random effects.
+    batch_size : float, optional
+        Tokens per step at the target (used when the law has a batch-size term).
+    walk : dict, optional
+        From `walk_context`: per law axis, the distinct ln values of the table's cells and
+        which of them carried data. The law's Brownian-motion discrepancy is continued from the
+        fitted cells to the target (a bridge between them, a diffusion beyond them).
+
+    Returns
+    -------
+    dict
+        ``m`` (optimum, standardized ln LR, one per draw), ``width`` (valley width),
+        ``asymmetry`` (None for a quadratic valley) and ``z`` (the target's law covariates).
     """
     rng = np.random.default_rng(seed)
     post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(posterior).items()}
@@ -75,7 +163,24 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
 
 
 def law_z(std, config, n_params: float, n_tokens: float, batch_size: float | None = None) -> dict:
-    """The law's standardized covariates at one point."""
+    """The law's standardized covariates at one point.
+
+    Parameters
+    ----------
+    std : scalefit.model.standardize.Standardization
+        The fit's standardization.
+    config : scalefit.model.config.ModelConfig
+        The fit's model config.
+    n_params, n_tokens : float
+        The point.
+    batch_size : float, optional
+        Tokens per step; used only when the law has a batch-size term.
+
+    Returns
+    -------
+    dict
+        ``{"N": z, "D": z}``, plus ``"B"`` when batch size is in the law.
+    """
     z = {"N": std.z("N", n_params), "D": std.z("D", n_tokens)}
     if "B" in fit_law_axes(config, std):
         z["B"] = std.z("B", batch_size)
@@ -83,8 +188,25 @@ def law_z(std, config, n_params: float, n_tokens: float, batch_size: float | Non
 
 
 def law_draws(post: dict, config, std, z: dict) -> np.ndarray:
-    """Per posterior draw (flattened scalars `post`): the parametric law's optimum at `z`, no
-    discrepancy walk, no new-cell residual."""
+    """Per posterior draw: the parametric law's optimum at `z`, without the discrepancy walk or
+    a new-cell residual.
+
+    Parameters
+    ----------
+    post : dict
+        The posterior's scalar variables, each flattened to one value per draw.
+    config : scalefit.model.config.ModelConfig
+        The fit's model config.
+    std : scalefit.model.standardize.Standardization
+        The fit's standardization.
+    z : dict
+        The point's law covariates (from `law_z`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Standardized ln LR of the law's optimum, one per draw.
+    """
     law = post["law_intercept"].copy()
     for name, axis, power in law_terms(config, fit_law_axes(config, std)):
         law += post[name] * float(term_value(z, axis, power))
@@ -114,7 +236,19 @@ def _continue_walk(values: np.ndarray, positions: np.ndarray, kappa: np.ndarray,
 
 
 def walk_context(fit) -> dict:
-    """Per axis with a discrepancy walk: (distinct ln values of all cells, which carried data)."""
+    """Per law axis with a discrepancy walk: the walk's positions and which carried data.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+
+    Returns
+    -------
+    dict
+        ``axis -> (positions, fitted)``: the sorted distinct ln values of every cell (held-out
+        cells included) and a boolean mask of those that belong to fitted cells.
+    """
     from scalefit.model.config import AXIS_COLUMNS
     from scalefit.model.law import distinct_logs
 
@@ -131,7 +265,27 @@ def walk_context(fit) -> dict:
 
 
 def check_batch_size(fit, batch_size: float | None) -> float | None:
-    """The batch size a prediction is for; a clear error when the fit cannot speak to it."""
+    """The batch size a prediction is for; a clear error when the fit cannot speak to it.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    batch_size : float or None
+        The batch size asked for (tokens per step).
+
+    Returns
+    -------
+    float or None
+        `batch_size` when the law depends on batch size (or follows a recipe that grows it with
+        the model), else the fitted table's single batch size (None without a batch_size column).
+
+    Raises
+    ------
+    ValueError
+        When the law depends on batch size and none is given or it lies outside the fitted
+        range, or when a batch size is given that the fit never saw and cannot extrapolate to.
+    """
     cells = fit.table.cells.loc[fit.fitted_cells()]
     seen = cells["batch_size"].dropna().unique() if "batch_size" in cells else np.array([])
     in_law = "B" in fit_law_axes(fit.config, fit.std)
@@ -153,7 +307,29 @@ def check_batch_size(fit, batch_size: float | None) -> float | None:
 
 
 def fit_target_draws(fit, n_params: float, n_tokens: float, seed: int = 0, batch_size: float | None = None) -> dict:
-    """target_draws for a Fit: its batch size checked, its discrepancy walk continued."""
+    """`target_draws` for a Fit: its batch size checked, its discrepancy walk continued.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    n_params, n_tokens : float
+        The target scale.
+    seed : int, default 0
+        Seed of the target's new-cell random effects.
+    batch_size : float, optional
+        Tokens per step at the target.
+
+    Returns
+    -------
+    dict
+        What `target_draws` returns, plus ``batch_size`` (the checked batch size).
+
+    Raises
+    ------
+    ValueError
+        When the batch size does not fit the law (see `check_batch_size`).
+    """
     batch_size = check_batch_size(fit, batch_size) if hasattr(fit, "table") else batch_size
     walk = walk_context(fit) if hasattr(fit, "table") else None
     return target_draws(fit.posterior, fit.std, fit.config, n_params, n_tokens, seed=seed,
@@ -162,8 +338,32 @@ def fit_target_draws(fit, n_params: float, n_tokens: float, seed: int = 0, batch
 
 def nominal_log_lr_draws(fit, n_params: float, n_tokens: float, seed: int = 0,
                          batch_size: float | None = None) -> np.ndarray:
-    """Posterior predictive draws of ln(optimal nominal LR) at (N, D): the target as a new cell,
-    mapped through the eff_lr map (one map draw per draw) when the fit is in effective space."""
+    """Posterior predictive draws of ln(optimal nominal LR) at (N, D).
+
+    The target is a new cell; an effective-LR fit's draws go through the eff_lr map, one map
+    draw per posterior draw.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    n_params, n_tokens : float
+        The target scale.
+    seed : int, default 0
+        Seed of the target's new-cell random effects.
+    batch_size : float, optional
+        Tokens per step at the target.
+
+    Returns
+    -------
+    numpy.ndarray
+        ln of the optimal nominal LR, one value per posterior draw.
+
+    Raises
+    ------
+    ValueError
+        When the batch size does not fit the law, or the eff_lr map cannot be inverted at the target.
+    """
     draws = fit_target_draws(fit, n_params, n_tokens, seed=seed, batch_size=batch_size)
     log_lr = draws["m"] + fit.std.x_center
     if fit.config.lr_kind == "effective":
@@ -177,13 +377,39 @@ def _scalars(posterior) -> dict:
 
 
 def expected_loss(x: float, draws: dict) -> float:
-    """Posterior mean of the loss above the target's floor at standardized log LR x."""
+    """Posterior mean of the loss above the target's floor at standardized ln LR `x`.
+
+    Parameters
+    ----------
+    x : float
+        Standardized ln LR (ln LR minus the fit's ``x_center``).
+    draws : dict
+        The target's draws (from `target_draws`).
+
+    Returns
+    -------
+    float
+        Expected loss above the floor, in standardized loss units.
+    """
     return float(np.mean(draws["width"] * valley_rise(x - draws["m"], draws["asymmetry"])))
 
 
 def decide(draws: dict) -> float:
-    """Standardized log LR minimizing posterior expected loss (shifted below the median when
-    the high-LR side of the valley is steeper)."""
+    """Standardized ln LR minimizing posterior expected loss.
+
+    A grid over the draws' 0.1%-99.9% range of the optimum, then a bounded 1-D search about its
+    best point. It sits below the median when the high-LR side of the valley is steeper.
+
+    Parameters
+    ----------
+    draws : dict
+        The target's draws (from `target_draws`).
+
+    Returns
+    -------
+    float
+        The decision, in standardized ln LR.
+    """
     m = draws["m"]
     lo, hi = np.quantile(m, [0.001, 0.999])
     grid = np.linspace(lo, hi, 201)
@@ -196,7 +422,42 @@ def decide(draws: dict) -> float:
 
 def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int = 0,
             batch_size: float | None = None) -> Prediction:
-    """Credible interval, decision and curvature evidence for the optimal LR at (N, D)."""
+    """Credible interval, decision and curvature evidence for the optimal LR at (N, D).
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit to predict from.
+    n_params : float
+        Target model size N.
+    n_tokens : float
+        Target training tokens D.
+    prob : float, default 0.9
+        Probability of the headline interval, in (0, 1).
+    seed : int, default 0
+        Seed of the target's new-cell random effects; the same seed gives the same answer.
+    batch_size : float, optional
+        Tokens per step at the target (required when the law depends on batch size).
+
+    Returns
+    -------
+    Prediction
+        Everything as the nominal LR to set; an effective-LR fit also reports its answer in
+        effective space under `Prediction.effective`.
+
+    Raises
+    ------
+    ValueError
+        When `prob` is outside (0, 1), `n_params` or `n_tokens` is not positive, the batch size
+        does not fit the law, or an effective-LR fit's map cannot be inverted at the target.
+
+    Examples
+    --------
+    >>> from scalefit import load_fit
+    >>> from scalefit.fit.predict import predict
+    >>> p = predict(load_fit("fit.nc"), n_params=1.3e8, n_tokens=4e8, prob=0.9)  # doctest: +SKIP
+    >>> p.lr_median, (p.lr_low, p.lr_high), p.lr_decision  # doctest: +SKIP
+    """
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
     if not (n_params > 0 and n_tokens > 0):

@@ -7,14 +7,15 @@ the next lattice LR below is added; at the largest k, the next one above, except
 the group diverged or the sweep shows a loss cliff: somewhere below the best LR, raising the LR
 raised the final loss by more than ``extend.cliff`` nats over every smaller LR (a valley is
 monotone up to its optimum; a jump means some runs fell off an instability that the next LR up
-will likely hit too, as the c64 seed repeats of cpu_ladder_v1 did). An extension that lands on a
-cliff or diverges ends the widening by itself: its best LR is no longer on the edge. A group whose
-runs all diverged is extended downwards. At most ``extend.max`` LRs are added per side. A group with a ``failed``
-run is left alone (its valley is unknown, and ``--retry-failed`` may still fill it).
+will likely hit too). An extension that lands on a cliff or diverges ends the widening by itself:
+its best LR is no longer on the edge. A group whose runs all diverged is extended downwards. At
+most ``extend.max`` LRs are added per side. A group with a ``failed`` run is left alone (its
+valley is unknown, and ``--retry-failed`` may still fill it).
 
-Every extension is recorded in ``OUT/brackets.json`` (which cell, which side, why, when) under a
-lock file, so workers on several hosts agree and a restart re-derives the same cells: extending
-is a function of the finished results and the record, hence idempotent. No torch here.
+Every extension is recorded in ``OUT/brackets.json`` (which run, which side, why, when) under a
+lock file, so workers on several hosts agree and a restart re-derives the same runs: extending
+is a function of the finished results and the record, hence idempotent. A record names its run
+``run_id`` (records written before the rename say ``cell_id``; both are read). No torch here.
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ import time
 from pathlib import Path
 
 from scalefit.grids import store
-from scalefit.grids.spec import Cell, GridSpec, Sweep, sweep_cells, window_of
+from scalefit.grids.spec import GridSpec, Run, Sweep, sweep_runs, window_of
+from scalefit.runs.schema import LEGACY_RUN_ID, RUN_ID
 
 RECORD = "brackets.json"
 LOCK = ".brackets.lock"
 LOCK_STALE_S = 60.0  # a lock older than this belongs to a worker that died holding it
 
 
-def _group_key(c: Cell) -> tuple:
+def _group_key(c: Run) -> tuple:
     return (c.meta["size"], c.meta["budget"], c.config["optimizer"], c.config["seed"],
             c.config["weight_decay"])
 
@@ -43,22 +45,27 @@ def _records(out: Path) -> list[dict]:
         return []
 
 
-def load(spec: GridSpec, out: Path) -> list[Cell]:
-    """The extension cells recorded in ``out`` for this spec's sweeps (in record order)."""
+def _record_id(r: dict) -> str:
+    """The run id of one extension record, under its current or its old name."""
+    return r[RUN_ID] if RUN_ID in r else r[LEGACY_RUN_ID]
+
+
+def load(spec: GridSpec, out: Path) -> list[Run]:
+    """The extension runs recorded in ``out`` for this spec's sweeps (in record order)."""
     by_name = {s.name: s for s in spec.sweeps}
-    cells = []
+    runs = []
     for r in _records(out):
         sw = by_name.get(r["sweep"])
         if sw is None or sw.extend is None:
             continue  # the spec no longer asks for it: leave the record, train nothing new
-        cells.append(spec.make_cell(sw, r["size"], r["budget"], r["optimizer"], r["seed"],
-                                    r["weight_decay"], spec.lr_at(r["k"]), r["k"]))
-    return cells
+        runs.append(spec.make_run(sw, r["size"], r["budget"], r["optimizer"], r["seed"],
+                                  r["weight_decay"], spec.lr_at(r["k"]), r["k"]))
+    return runs
 
 
-def _result(out: Path, c: Cell) -> dict | None:
+def _result(out: Path, c: Run) -> dict | None:
     try:
-        return store.read_json(store.cell_dir(out, c.id) / store.RESULT)
+        return store.read_json(store.run_dir(out, c.id) / store.RESULT)
     except (FileNotFoundError, ValueError):
         return None
 
@@ -75,7 +82,7 @@ def _has_cliff(ok: list[tuple[float, int]], best_k: int, cliff: float) -> bool:
     return False
 
 
-def _decide(sweep: Sweep, group: list[Cell], results: list[dict], base: tuple[int, int]) -> list[tuple]:
+def _decide(sweep: Sweep, group: list[Run], results: list[dict], base: tuple[int, int]) -> list[tuple]:
     """(side, k, reason) for one finished group."""
     if any(r["status"] == "failed" for r in results):
         return []
@@ -98,14 +105,14 @@ def _decide(sweep: Sweep, group: list[Cell], results: list[dict], base: tuple[in
     return out
 
 
-def propose(spec: GridSpec, out: Path, known: list[Cell]) -> list[dict]:
-    """Extension records due now, given the cells known so far (plan + recorded extensions)."""
+def propose(spec: GridSpec, out: Path, known: list[Run]) -> list[dict]:
+    """Extension records due now, given the runs known so far (plan + recorded extensions)."""
     out, todo = Path(out), []
     for sw in spec.sweeps:
         if sw.extend is None:
             continue
-        groups: dict[tuple, list[Cell]] = {}
-        mine = sweep_cells(spec, sw) + [c for c in known if c.meta["sweep"] == sw.name]
+        groups: dict[tuple, list[Run]] = {}
+        mine = sweep_runs(spec, sw) + [c for c in known if c.meta["sweep"] == sw.name]
         for c in mine:
             g = groups.setdefault(_group_key(c), [])
             if c.id not in {x.id for x in g}:
@@ -116,9 +123,9 @@ def propose(spec: GridSpec, out: Path, known: list[Cell]) -> list[dict]:
                 continue  # not finished yet
             size, budget, opt, seed, wd = key
             for side, k, reason in _decide(sw, group, results, window_of(sw, size, budget, opt)):
-                c = spec.make_cell(sw, size, budget, opt, seed, wd, spec.lr_at(k), k)
+                c = spec.make_run(sw, size, budget, opt, seed, wd, spec.lr_at(k), k)
                 todo.append(dict(sweep=sw.name, size=size, budget=budget, optimizer=opt, seed=seed,
-                                 weight_decay=wd, side=side, k=k, lr=c.config["lr"], cell_id=c.id,
+                                 weight_decay=wd, side=side, k=k, lr=c.config["lr"], run_id=c.id,
                                  reason=reason, time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
     return todo
 
@@ -137,30 +144,30 @@ def _lock(out: Path) -> bool:
         return False
 
 
-def extend(spec: GridSpec, out: Path, log=None, wait_s: float = 30.0) -> list[Cell]:
-    """Record and plan the extensions due now; returns the cells added (empty if none).
+def extend(spec: GridSpec, out: Path, log=None, wait_s: float = 30.0) -> list[Run]:
+    """Record and plan the extensions due now; returns the runs added (empty if none).
 
-    Writes each new cell's ``config.json`` so ``grid plan`` / ``grid status`` see it."""
+    Writes each new run's ``config.json`` so ``grid plan`` / ``grid status`` see it."""
     if not any(s.extend for s in spec.sweeps):
         return []
     out = Path(out)
     deadline = time.time() + wait_s
     while not _lock(out):
         if time.time() > deadline:
-            return []  # another worker is extending; its cells show up on our next pass
+            return []  # another worker is extending; its runs show up on our next pass
         time.sleep(0.05)
     try:
         records = _records(out)
         known = load(spec, out)
-        have = {r["cell_id"] for r in records}
-        new = [r for r in propose(spec, out, known) if r["cell_id"] not in have]
+        have = {_record_id(r) for r in records}
+        new = [r for r in propose(spec, out, known) if r["run_id"] not in have]
         if not new:
             return []
         store.write_json_atomic(out / RECORD, {"extensions": records + new})
-        cells = {c.id: c for c in load(spec, out)}
-        added = [cells[r["cell_id"]] for r in new]
+        runs = {c.id: c for c in load(spec, out)}
+        added = [runs[r["run_id"]] for r in new]
         for c in added:
-            d = store.cell_dir(out, c.id)
+            d = store.run_dir(out, c.id)
             d.mkdir(parents=True, exist_ok=True)
             if not (d / store.CONFIG).exists():
                 store.write_json_atomic(d / store.CONFIG, c.as_dict())

@@ -1,10 +1,10 @@
-"""Grid specs (TOML) -> cells with content-hash ids, parameter counts and FLOPs. No torch here.
+"""Grid specs (TOML) -> runs with content-hash ids, parameter counts and FLOPs. No torch here.
 
 A grid spec names an architecture ladder (``models/<name>.toml``), the settings every run shares
 (batch, schedule, optimizer constants, data, cadences) and what to sweep. The sweep is either the
 top level itself (one product: sizes x token budgets x LRs x seeds x optimizers x weight decays)
 or any number of ``[[sweep]]`` blocks, each a product of its own over the top level's defaults;
-their cells are unioned and de-duplicated by id. LRs may sit on a lattice indexed by an integer k
+their runs are unioned and de-duplicated by id. LRs may sit on a lattice indexed by an integer k
 (``[lr_lattice]``), so ids do not move when a window does; ``[[sweep.window]]`` sets the k range
 per (size[, budget]); ``[sweep.extend]`` lets the runner widen a window whose best LR lands on its
 edge (:mod:`scalefit.grids.brackets`). See ``runners/grids/micro.toml`` (one product),
@@ -18,7 +18,7 @@ every distinct parameter tensor once (a tied LM head is counted once, as the emb
 FLOPs per training token (PaLM appendix B convention, attention included, causal mask ignored):
 ``6 * (n_params + d_model * vocab) + 12 * n_layer * d_model * seq_len``.
 
-A cell id is the first 16 hex digits of the sha256 of the canonical JSON of everything that
+A run id is the first 16 hex digits of the sha256 of the canonical JSON of everything that
 changes the training trajectory (architecture, data, optimizer, LR, schedule, batch, steps, seed,
 precision). Probe / checkpoint / logging cadences are not part of it.
 """
@@ -190,22 +190,24 @@ LATTICE_DEFAULTS = {"base": 1e-3, "per_octave": 2, "digits": 4}
 EXTEND_DEFAULTS = {"max": 3, "cliff": 0.1}
 ORDERS = ("large_first", "small_first")
 # AdamW decays the token/position embeddings (nanoGPT's "every 2-D parameter" rule) unless
-# ``optim.decay_embeddings = false``; the default is recorded nowhere in a cell's config, so grids
+# ``optim.decay_embeddings = false``; the default is recorded nowhere in a run's config, so grids
 # collected before the field existed keep their ids.
 DECAY_EMBEDDINGS_DEFAULT = True
 
 
 @dataclass
-class Cell:
-    """One training run: ``config`` fixes the trajectory (and the id), ``run`` the cadences,
-    ``meta`` derived facts (sizes, counts, FLOPs, sweep, priority, lattice index)."""
+class Run:
+    """One training run: ``config`` fixes the trajectory (and the id), ``cadences`` the spec's
+    ``[run]`` settings (probe / checkpoint / log cadences, lease, attempts), ``meta`` derived facts
+    (sizes, counts, FLOPs, sweep, priority, lattice index)."""
     id: str
     config: dict
-    run: dict
+    cadences: dict
     meta: dict
 
     def as_dict(self) -> dict:
-        return {"cell_id": self.id, "config": self.config, "run": self.run, "meta": self.meta}
+        """What ``config.json`` holds and :func:`scalefit.train.run.training_function` takes."""
+        return {"run_id": self.id, "config": self.config, "run": self.cadences, "meta": self.meta}
 
 
 @dataclass
@@ -231,7 +233,7 @@ class GridSpec:
     name: str
     path: str
     ladder: Ladder
-    cells: list[Cell] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
     sweeps: list[Sweep] = field(default_factory=list)
     order: str = "large_first"
@@ -242,15 +244,20 @@ class GridSpec:
         """The lattice LR of index k (the spec must have ``[lr_lattice]``)."""
         return lattice_lr(self.lattice, k)
 
-    def make_cell(self, sweep: Sweep, size: str, budget: float, optimizer: str, seed: int, wd: float,
-                  lr: float, k: int | None = None) -> Cell:
-        return _make_cell(self, sweep, size, budget, optimizer, seed, wd, lr, k)
+    @property
+    def cells(self) -> list[Run]:
+        """Deprecated name of :attr:`runs` (a "cell" is the fitter's (N, D) point, not one run)."""
+        return self.runs
 
-    def ordered(self, cells: list[Cell] | None = None) -> list[Cell]:
-        """Cells in the order workers take them: priority (high first), then FLOPs per ``order``."""
+    def make_run(self, sweep: Sweep, size: str, budget: float, optimizer: str, seed: int, wd: float,
+                 lr: float, k: int | None = None) -> Run:
+        return _make_run(self, sweep, size, budget, optimizer, seed, wd, lr, k)
+
+    def ordered(self, runs: list[Run] | None = None) -> list[Run]:
+        """Runs in the order workers take them: priority (high first), then FLOPs per ``order``."""
         sign = -1 if self.order == "large_first" else 1
-        return sorted(self.cells if cells is None else cells,
-                      key=lambda c: (-c.meta["priority"], sign * c.meta["flops"], c.id))
+        return sorted(self.runs if runs is None else runs,
+                      key=lambda r: (-r.meta["priority"], sign * r.meta["flops"], r.id))
 
 
 def lattice_lr(lattice: dict, k: int) -> float:
@@ -294,13 +301,13 @@ def _k_range(src: str, fld: str, v: Any) -> tuple[int, int]:
 
 
 def load_spec(path: str | Path) -> GridSpec:
-    """Parse and validate a grid spec, then expand it into cells."""
+    """Parse and validate a grid spec, then expand it into runs."""
     path = Path(path)
     return expand(_read_toml(path, "grid spec"), path)
 
 
 def _shared(src: str, raw: dict) -> dict:
-    """The settings every cell of the grid shares (validated)."""
+    """The settings every run of the grid shares (validated)."""
     batch_size = _num(src, "batch_size", raw["batch_size"], integer=True)
     seq_override = raw.get("seq_len")
     if seq_override is not None:
@@ -361,9 +368,9 @@ def _shared(src: str, raw: dict) -> dict:
                    f"{run['divergence_factor']}")
     run["lease_s"] = _num(src, "run.lease_s", run["lease_s"])
     run["heartbeat_s"] = _num(src, "run.heartbeat_s", run["heartbeat_s"])
-    if run["lease_s"] < 3 * run["heartbeat_s"]:  # one late beat must not hand a live cell away
+    if run["lease_s"] < 3 * run["heartbeat_s"]:  # one late beat must not hand a live run away
         raise _err(src, "run.lease_s", f"{run['lease_s']:g} s is below 3 x run.heartbeat_s "
-                   f"({run['heartbeat_s']:g} s): another worker would take live cells over")
+                   f"({run['heartbeat_s']:g} s): another worker would take live runs over")
     run["max_attempts"] = _num(src, "run.max_attempts", run["max_attempts"], integer=True)
     if not isinstance(run["keep_checkpoint"], bool):
         raise _err(src, "run.keep_checkpoint", f"expected true or false, got {run['keep_checkpoint']!r}")
@@ -498,8 +505,8 @@ def window_of(sweep: Sweep, size: str, budget: float, optimizer: str) -> tuple[i
     return sweep.windows.get((size, budget), sweep.windows.get((size, None), sweep.ks[optimizer]))
 
 
-def _make_cell(spec: GridSpec, sweep: Sweep, size: str, budget: float, o: str, seed: int, wd: float,
-               lr: float, k: int | None) -> Cell:
+def _make_run(spec: GridSpec, sweep: Sweep, size: str, budget: float, o: str, seed: int, wd: float,
+              lr: float, k: int | None) -> Run:
     sh, src = spec.shared, spec.path
     arch = dict(spec.ladder.sizes[size])
     if sh["seq_override"]:
@@ -536,17 +543,18 @@ def _make_cell(spec: GridSpec, sweep: Sweep, size: str, budget: float, o: str, s
             "tokens_per_step": tokens_per_step, "tokens_per_param": n_tokens / n_params,
             "flops": flops_per_token(n_params, arch["d_model"], arch["n_layer"], data["vocab_size"],
                                      arch["seq_len"]) * n_tokens}
-    return Cell(id=canonical_hash(config), config=config, run=dict(sh["run"]), meta=meta)
+    return Run(id=canonical_hash(config), config=config, cadences=dict(sh["run"]), meta=meta)
 
 
-def sweep_cells(spec: GridSpec, sweep: Sweep) -> list[Cell]:
-    cells = []
+def sweep_runs(spec: GridSpec, sweep: Sweep) -> list[Run]:
+    """Every run one sweep block plans: its product of axes, one run per LR of each window."""
+    runs = []
     for size, budget, o, seed in itertools.product(sweep.sizes, sweep.budgets, sweep.optimizers, sweep.seeds):
         w = window_of(sweep, size, budget, o)
         lrs = [(spec.lr_at(k), k) for k in range(w[0], w[1] + 1)] if w else [(v, None) for v in sweep.lrs[o]]
         for (lr, k), wd in itertools.product(lrs, sweep.wds if o == "adamw" else [0.0]):
-            cells.append(_make_cell(spec, sweep, size, budget, o, seed, wd, lr, k))
-    return cells
+            runs.append(_make_run(spec, sweep, size, budget, o, seed, wd, lr, k))
+    return runs
 
 
 def expand(raw: dict, path: Path) -> GridSpec:
@@ -580,10 +588,10 @@ def expand(raw: dict, path: Path) -> GridSpec:
             names.add(bname)
             spec.sweeps.append(_parse_sweep(src, pre, blk, defaults, ladder, spec.lattice, i, bname))
     seen: set[str] = set()
-    # a cell listed by two sweeps (same config, same id) runs once, under the higher priority
+    # a run listed by two sweeps (same config, same id) trains once, under the higher priority
     for sweep in sorted(spec.sweeps, key=lambda s: -s.priority):
-        for c in sweep_cells(spec, sweep):
-            if c.id not in seen:
-                seen.add(c.id)
-                spec.cells.append(c)
+        for r in sweep_runs(spec, sweep):
+            if r.id not in seen:
+                seen.add(r.id)
+                spec.runs.append(r)
     return spec

@@ -3,7 +3,7 @@
 Two entry points, no torch and no fit:
 
 - from a runner output directory and its spec (``scalefit grid status SPEC --out DIR``):
-  :func:`grid_table` (one row per planned or bracket-added cell, with its state) and
+  :func:`grid_table` (one row per planned or bracket-added run, with its state) and
   :func:`status_markdown` (progress, ETA, per-sweep table, edges, divergences, seed noise);
 - from a runs table (``scalefit collect`` output): :func:`sweeps`, :func:`seed_noise`,
   :func:`log_slopes`, the numbers a data card's findings quote.
@@ -26,7 +26,7 @@ from scalefit.grids import brackets, store
 from scalefit.grids.spec import GridSpec
 
 SWEEP_KEYS = ["optimizer", "size", "n_tokens", "seed", "weight_decay"]
-FALLBACK_FLOPS_PER_S = 3.0e10  # one niced CPU thread on the cpu ladder, when nothing is measured yet
+FALLBACK_FLOPS_PER_S = 3.0e10  # a rough one-CPU-thread rate: the ETA's guess until a run has finished
 
 
 # --------------------------------------------------------------------------- runs-table summaries
@@ -110,15 +110,15 @@ def _state(d: Path) -> tuple[str, dict | None]:
 
 
 def grid_table(spec: GridSpec, out: str | Path) -> pd.DataFrame:
-    """One row per cell of the plan plus recorded bracket extensions: axes, state, loss, wall time."""
+    """One row per run of the plan plus recorded bracket extensions: axes, state, loss, wall time."""
     out, rows, seen = Path(out), [], set()
     extra = {c.id for c in brackets.load(spec, out)}
-    for c in spec.cells + brackets.load(spec, out):
+    for c in spec.runs + brackets.load(spec, out):
         if c.id in seen:
             continue
         seen.add(c.id)
-        st, res = _state(store.cell_dir(out, c.id))
-        rows.append(dict(cell_id=c.id, sweep=c.meta["sweep"], optimizer=c.config["optimizer"],
+        st, res = _state(store.run_dir(out, c.id))
+        rows.append(dict(run_id=c.id, sweep=c.meta["sweep"], optimizer=c.config["optimizer"],
                          size=c.meta["size"], n_params=c.meta["n_params"], n_tokens=c.meta["n_tokens"],
                          seed=c.config["seed"], weight_decay=c.config["weight_decay"], lr=c.config["lr"],
                          lr_k=c.meta["lr_k"], added=c.id in extra, flops=c.meta["flops"], status=st,
@@ -129,10 +129,11 @@ def grid_table(spec: GridSpec, out: str | Path) -> pd.DataFrame:
     return df
 
 
-def sweep_states(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per sweep: LRs done/planned, window, best LR and loss, and bracketed / EDGE / in progress."""
+def sweep_states(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per sweep of a :func:`grid_table`: LRs done/planned, window, best LR and loss, and
+    bracketed / EDGE / in progress."""
     rows = []
-    for key, g in cells.groupby(SWEEP_KEYS):
+    for key, g in runs.groupby(SWEEP_KEYS):
         g = g.sort_values("lr")
         fin = g[g["status"].isin(["ok", "diverged", "failed"])]
         ok = fin[(fin["status"] == "ok") & fin["final_loss"].notna()]
@@ -152,27 +153,27 @@ def sweep_states(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def eta_seconds(cells: pd.DataFrame, workers: int) -> tuple[float, dict]:
+def eta_seconds(runs: pd.DataFrame, workers: int) -> tuple[float, dict]:
     """Remaining wall time at the per-size FLOP rates measured so far (finished ok runs), and the
     rates. An unmeasured size gets the rate of the largest measured one."""
-    done = cells[(cells["status"] == "ok") & (cells["wall_s"] > 0)]
+    done = runs[(runs["status"] == "ok") & (runs["wall_s"] > 0)]
     rates = (done["flops"] / done["wall_s"]).groupby(done["size"]).median().to_dict()
-    by_n = cells.groupby("size")["n_params"].first().to_dict()
+    by_n = runs.groupby("size")["n_params"].first().to_dict()
     fallback = rates[max(rates, key=by_n.get)] if rates else FALLBACK_FLOPS_PER_S
-    left = cells[cells["status"].isin(["pending", "running", "stale"])]
+    left = runs[runs["status"].isin(["pending", "running", "stale"])]
     secs = sum(f / rates.get(s, fallback) for f, s in zip(left["flops"], left["size"]))
     return secs / max(1, workers), rates
 
 
 def status_markdown(spec: GridSpec, out: str | Path) -> str:
     """The progress summary ``scalefit grid status`` prints (Markdown)."""
-    cells = grid_table(spec, out)
-    counts = cells["status"].value_counts().to_dict()
+    runs = grid_table(spec, out)
+    counts = runs["status"].value_counts().to_dict()
     n_fin = sum(counts.get(k, 0) for k in ("ok", "diverged", "failed"))
-    running = cells[cells["status"] == "running"]
-    eta, rates = eta_seconds(cells, len(running))
-    added = int(cells["added"].sum())
-    lines = [f"{spec.name}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: **{n_fin} of {len(cells)} cells "
+    running = runs[runs["status"] == "running"]
+    eta, rates = eta_seconds(runs, len(running))
+    added = int(runs["added"].sum())
+    lines = [f"{spec.name}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: **{n_fin} of {len(runs)} runs "
              f"finished** ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})"
              + (f", {added} of them added by bracket extension" if added else "")
              + f"; ETA **{eta / 3600:.1f} h** with {max(1, len(running))} worker(s) at the FLOP rates measured "
@@ -180,7 +181,7 @@ def status_markdown(spec: GridSpec, out: str | Path) -> str:
     if len(running):
         lines.append("Running now: " + ", ".join(f"{r.size} {r.optimizer} lr={r.lr:.4g} D={r.n_tokens:.3g}"
                                                  for r in running.itertuples()) + ".")
-    sw = sweep_states(cells)
+    sw = sweep_states(runs)
     lines += ["", "| sweep | optimizer | size | D (tokens) | seed | LRs done | LR window | best LR | best val loss | state |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sw.sort_values(["optimizer", "seed", "n_params", "n_tokens"]).itertuples():
@@ -193,11 +194,11 @@ def status_markdown(spec: GridSpec, out: str | Path) -> str:
     lines += ["", "Sweeps with the best LR on an edge (widen them, or set [sweep.extend]): "
               + ("; ".join(f"{r.optimizer} {r.size} D={r.n_tokens:.3g} seed={r.seed} ({r.state[5:]})"
                            for r in edges.itertuples()) or "none.")]
-    bad = cells[cells["status"].isin(["diverged", "failed"])]
+    bad = runs[runs["status"].isin(["diverged", "failed"])]
     lines += ["", "Diverged / failed runs: " + ("; ".join(f"{r.optimizer} {r.size} D={r.n_tokens:.3g} seed={r.seed} "
                                                           f"lr={r.lr:.4g}: {r.status}" for r in bad.itertuples())
                                                  or "none.")]
-    ok = cells[cells["status"] == "ok"]
+    ok = runs[runs["status"] == "ok"]
     noise = (_with_wd(ok).groupby(["optimizer", "size", "n_tokens", "weight_decay", "lr"])["final_loss"]
              .agg(["count", "mean", "std"]))
     noise = noise[noise["count"] >= 2]

@@ -1,9 +1,12 @@
-"""The result store: ``DIR/cells/<id>/`` with atomic writes, claims and checkpoints.
+"""The result store: ``DIR/runs/<id>/`` with atomic writes, claims and checkpoints.
 
-Layout of one cell directory::
+A directory whose grid began with the old layout keeps ``DIR/cells/<id>/`` and goes on writing
+there (:func:`run_dir`, :func:`scalefit.runs.schema.runs_root`): one folder per run, never two.
 
-    config.json        the cell (id, config, run cadences, meta); written once, atomically
-    claim              JSON {host, pid, time, nonce}; exists while a worker owns the cell; its
+Layout of one run directory::
+
+    config.json        the run (id, config, run cadences, meta); written once, atomically
+    claim              JSON {host, pid, time, nonce}; exists while a worker owns the run; its
                        mtime is the heartbeat (touched by a thread, :class:`Heartbeat`)
     attempts.json      starts in a row without progress (:func:`count_start`)
     checkpoint.pt      model + optimizer + step + RNG + loss history + probe records (torch.save)
@@ -16,7 +19,7 @@ v3+ filesystems), so no reader ever sees an empty or half-written claim. A claim
 pid is dead on this host, or when its heartbeat is older than the lease. Taking over a stale claim
 first creates ``.takeover.<claim fingerprint>`` with ``O_EXCL`` (one winner per stale claim), then
 checks the claim still has that fingerprint, then replaces it: two contenders can never both own
-the cell, even when they read the stale claim at the same moment.
+the run, even when they read the stale claim at the same moment.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import socket
 import threading
 import time
 from pathlib import Path
+
+from scalefit.runs.schema import runs_root
 
 RESULT, CLAIM, CHECKPOINT, CONFIG, TRAJECTORY, ATTEMPTS = (
     "result.json", "claim", "checkpoint.pt", "config.json", "trajectory.parquet", "attempts.json")
@@ -60,8 +65,9 @@ def read_json(path: Path):
         return json.load(f)
 
 
-def cell_dir(out: Path, cell_id: str) -> Path:
-    return Path(out) / "cells" / cell_id
+def run_dir(out: Path, run_id: str) -> Path:
+    """The folder of run ``run_id``: ``out/runs/<id>``, or ``out/cells/<id>`` in an old-layout grid."""
+    return runs_root(out) / run_id
 
 
 def _pid_alive(pid: int) -> bool:
@@ -129,7 +135,7 @@ def _create_claim(d: Path) -> bool:
     try:
         os.link(tmp, d / CLAIM)
         return True
-    except (FileExistsError, FileNotFoundError):  # taken, or our temp swept by the cell's new owner
+    except (FileExistsError, FileNotFoundError):  # taken, or our temp swept by the run's new owner
         return False
     finally:
         tmp.unlink(missing_ok=True)
@@ -167,7 +173,7 @@ def _take_over(d: Path, blob: bytes) -> bool:
 
 
 def try_claim(d: Path, lease_s: float) -> bool:
-    """Claim cell directory ``d`` for this process; False if finished or owned by a live worker."""
+    """Claim run directory ``d`` for this process; False if finished or owned by a live worker."""
     d.mkdir(parents=True, exist_ok=True)
     if (d / RESULT).exists():
         return False
@@ -206,7 +212,7 @@ def heartbeat(d: Path) -> bool:
 class Heartbeat:
     """Keep a claim alive from a daemon thread, independent of how long a step or an eval takes::
 
-        with Heartbeat(cell_dir, period_s=15):
+        with Heartbeat(run_dir, period_s=15):
             train()
     """
 
@@ -242,8 +248,8 @@ def release(d: Path) -> None:
 
 
 def clean_leftovers(d: Path) -> list[Path]:
-    """Remove temp files, takeover tokens and stale-claim copies in a cell directory this process
-    has just claimed: whoever wrote them no longer owns the cell."""
+    """Remove temp files, takeover tokens and stale-claim copies in a run directory this process
+    has just claimed: whoever wrote them no longer owns the run."""
     gone = []
     for pat in (".*.tmp", ".claim.stale.*", ".takeover.*"):
         for f in d.glob(pat):
@@ -259,9 +265,9 @@ def clean_leftovers(d: Path) -> list[Path]:
 
 
 def count_start(d: Path) -> int:
-    """Record that this process starts training claimed cell ``d``; return how many starts in a row
+    """Record that this process starts training claimed run ``d``; return how many starts in a row
     found no progress since the previous one (no result, checkpoint unchanged), this one included.
-    A cell that kills its worker (segfault, OOM kill, a hang ended by a timeout) climbs by one per
+    A run that kills its worker (segfault, OOM kill, a hang ended by a timeout) climbs by one per
     relaunch; any new checkpoint resets the count, so preempted long runs are not penalised."""
     ck = d / CHECKPOINT
     mark = ck.stat().st_mtime_ns if ck.exists() else None

@@ -2,9 +2,9 @@
 
 nutpie's `sample` module imports `arviz` at its top for two functions, `from_dict` and
 `dict_to_dataset`, which live in `arviz_base`. The `arviz` package also imports arviz_stats
-(scipy.stats) and arviz_plots (matplotlib): 1.9 of the 2.8 s that `import nutpie` took on
-2 cores, paid by every fresh `scalefit fit`. While nutpie loads, `arviz` resolves to a stand-in
-that serves arviz_base's names and imports the real package for anything else; afterwards
+(scipy.stats) and arviz_plots (matplotlib), which would take most of the time of `import nutpie`,
+a cost every fresh `scalefit fit` pays. While nutpie loads, `arviz` resolves to a stand-in that
+serves arviz_base's names and imports the real package for anything else; afterwards
 `import arviz` anywhere gets the real package as usual.
 """
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+
+__all__ = ["import_nutpie"]
 
 
 class _ArvizStandIn(types.ModuleType):
@@ -26,7 +28,13 @@ class _ArvizStandIn(types.ModuleType):
 
 
 def import_nutpie():
-    """The `nutpie` module, imported without loading arviz_stats or arviz_plots."""
+    """The `nutpie` module, imported without loading arviz_stats or arviz_plots.
+
+    Returns
+    -------
+    module
+        ``nutpie``; later imports of ``arviz`` get the real package.
+    """
     if "nutpie.sample" not in sys.modules and "arviz" not in sys.modules:
         stand_in = _ArvizStandIn("arviz")
         sys.modules["arviz"] = stand_in

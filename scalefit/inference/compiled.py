@@ -3,7 +3,7 @@
 `nutpie.compile_pymc_model` wraps PyTensor's numba functions in two C callbacks (logp+gradient,
 and the expansion to trace variables). PyTensor caches its own numba code on disk, but nutpie's
 callbacks close over run-time objects, so numba recompiles them, and through them the whole model,
-in every new process: ~35 of the ~45 s of a warm-cache compile on the bundled grid (2 cores).
+in every new process: most of the time of a compile whose PyTensor cache is already warm.
 
 Here the callbacks are generated as source whose only free names are importable objects and the
 PyTensor function, and are registered with PyTensor's numba cache under a key derived from that
@@ -14,8 +14,8 @@ They read the data through nutpie's own pointer record, so the result is a regul
 The compiled functions are shape-generic: each free variable's place in the flat point and its
 shape are computed in the graph from the model's dimension lengths and data (nutpie bakes them
 in as constants). So one compiled model serves tables of any number of cells and walk
-positions, and a new table of a known structure loads in about two seconds instead of compiling
-for a minute or more.
+positions, and a new table of a known structure loads in seconds instead of compiling afresh
+(see the model page, docs/model.md, "Compiling once").
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+__all__ = ["compile_cached"]
 
 # Bump when the generated source changes (or the module it names moves): old cache entries
 # must not match new code.
@@ -42,6 +44,21 @@ def compile_cached(model, initial_points=None, structure_key: str | None = None)
     could; the sizes of dimensions the graph leaves symbolic may differ), a process that finds
     the key's record in the cache skips PyTensor's graph building and rewriting too and only
     loads the two callbacks; any mismatch or cache miss falls back to the full path.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model to compile.
+    initial_points : dict, optional
+        Start values by variable name (`scalefit.model.graph.initial_values`).
+    structure_key : str, optional
+        The record's key in the on-disk cache (`scalefit.inference.sampling.structure_key`);
+        None compiles without looking up or writing a record.
+
+    Returns
+    -------
+    nutpie.compile_pymc.CompiledPyMCModel
+        A regular nutpie model: ``with_data`` swaps data without recompiling.
     """
     from pymc.initial_point import make_initial_point_fn
 

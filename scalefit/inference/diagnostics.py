@@ -2,8 +2,9 @@
 
 The formulas are those of Vehtari, Gelman, Simpson, Carpenter & Burkner (2021, Bayesian
 Analysis 16:667), as ArviZ computes them, vectorized over parameters: ArviZ loops over them in
-Python (0.5 s for the bundled grid's 126 parameters), and the sampler's convergence check runs
-at every checkpoint, so it must cost milliseconds. Arrays are (parameter, chain, draw).
+Python, which for a model with a hundred-odd scalars takes a sizeable part of a second, and the
+sampler's convergence check runs at every checkpoint, so it must cost milliseconds. Arrays are
+(parameter, chain, draw).
 """
 
 from __future__ import annotations
@@ -12,18 +13,45 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.fft import irfft, next_fast_len, rfft
 
-TAIL_PROB = 0.05  # tail ESS at the 5% and 95% quantiles: the ends of a 90% interval
+__all__ = ["rhat", "ess_bulk", "ess_tail", "stack_parameters", "TAIL_PROB"]
+
+TAIL_PROB = 0.05
+"""Tail ESS is taken at this quantile and its complement: the ends of a 90% interval."""
 
 
 def split_chains(x: np.ndarray) -> np.ndarray:
-    """Each chain's first and last half as two chains (the middle draw of an odd count dropped)."""
+    """Each chain's first and last half as two chains (the middle draw of an odd count dropped).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Draws, (parameter, chain, draw).
+
+    Returns
+    -------
+    numpy.ndarray
+        (parameter, 2 chain, draw // 2).
+    """
     half = x.shape[-1] // 2
     return np.concatenate([x[..., :half], x[..., -half:]], axis=1)
 
 
 def z_scale(x: np.ndarray) -> np.ndarray:
-    """Rank-normalize each parameter's draws over all chains (Blom's offset 3/8). Ties get
-    distinct ranks: posterior draws are continuous (ArviZ averages them, at 3x the cost)."""
+    """Rank-normalize each parameter's draws over all chains (Blom's offset 3/8).
+
+    Ties get distinct ranks: posterior draws are continuous (ArviZ averages tied ranks, at a
+    multiple of the cost).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Draws, (parameter, chain, draw).
+
+    Returns
+    -------
+    numpy.ndarray
+        Normal scores of the ranks, same shape.
+    """
     k, c, n = x.shape
     order = np.argsort(x.reshape(k, c * n), axis=1)
     ranks = np.empty(order.shape)
@@ -40,7 +68,18 @@ def _rhat(x: np.ndarray) -> np.ndarray:
 
 
 def rhat(x: np.ndarray) -> np.ndarray:
-    """Rank-normalized split r_hat: the larger of the bulk and the folded (tail) version."""
+    """Rank-normalized split r_hat: the larger of the bulk and the folded (tail) version.
+
+    Parameters
+    ----------
+    x : array_like
+        Draws, (parameter, chain, draw).
+
+    Returns
+    -------
+    numpy.ndarray
+        r_hat per parameter.
+    """
     s = split_chains(np.asarray(x, dtype=float))
     folded = np.abs(s - np.median(s.reshape(s.shape[0], -1), axis=1)[:, None, None])
     return np.maximum(_rhat(z_scale(s)), _rhat(z_scale(folded)))
@@ -75,12 +114,36 @@ def _ess(x: np.ndarray) -> np.ndarray:
 
 
 def ess_bulk(x: np.ndarray) -> np.ndarray:
-    """Bulk ESS: ESS of the rank-normalized split chains."""
+    """Bulk ESS: ESS of the rank-normalized split chains.
+
+    Parameters
+    ----------
+    x : array_like
+        Draws, (parameter, chain, draw).
+
+    Returns
+    -------
+    numpy.ndarray
+        Bulk ESS per parameter.
+    """
     return _ess(z_scale(split_chains(np.asarray(x, dtype=float))))
 
 
 def ess_tail(x: np.ndarray, prob: float = TAIL_PROB) -> np.ndarray:
-    """Tail ESS: the smaller ESS of the indicators of the `prob` and 1 - `prob` quantiles."""
+    """Tail ESS: the smaller ESS of the indicators of the `prob` and 1 - `prob` quantiles.
+
+    Parameters
+    ----------
+    x : array_like
+        Draws, (parameter, chain, draw).
+    prob : float, default TAIL_PROB
+        The lower quantile.
+
+    Returns
+    -------
+    numpy.ndarray
+        Tail ESS per parameter.
+    """
     x = np.asarray(x, dtype=float)
     flat = x.reshape(x.shape[0], -1)
     out = []
@@ -91,8 +154,27 @@ def ess_tail(x: np.ndarray, prob: float = TAIL_PROB) -> np.ndarray:
 
 
 def stack_parameters(posterior) -> np.ndarray:
-    """Every scalar of an xarray posterior (chain, draw, ...) as rows of one (parameter, chain,
-    draw) array; parameters that never move (a walk pinned at zero) are dropped."""
+    """Every scalar of an xarray posterior as rows of one (parameter, chain, draw) array.
+
+    Parameters that never move (a walk pinned at zero) are dropped: their r_hat and ESS are
+    undefined.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Variables with leading (chain, draw) dimensions.
+
+    Returns
+    -------
+    numpy.ndarray
+        (parameter, chain, draw).
+
+    Examples
+    --------
+    >>> from scalefit.inference.diagnostics import ess_bulk, rhat, stack_parameters
+    >>> x = stack_parameters(tree["posterior"].to_dataset())  # doctest: +SKIP
+    >>> float(rhat(x).max()), float(ess_bulk(x).min())  # doctest: +SKIP
+    """
     rows = []
     for v in posterior.data_vars.values():
         if v.size == 0:

@@ -1,7 +1,9 @@
 """Posterior sampling: compile once per model structure, swap data, report convergence.
 
-nutpie is the fast path (DESIGN.md, stack facts: compile dominates a one-off fit, sampling is
-sub-second); the default PyMC sampler is kept working for users without nutpie.
+nutpie is the fast path: for a one-off fit compiling the model costs far more than sampling it,
+so the compiled model is cached and reused (see the model page, docs/model.md, "Compiling once").
+The default PyMC sampler is kept working for users without nutpie. The attempt order and the
+stopping rule are on the same page, "Attempt order" and "Sampling and the stopping rule".
 """
 
 from __future__ import annotations
@@ -21,15 +23,67 @@ from scalefit.model.config import ModelConfig
 from scalefit.model.data import ModelData
 from scalefit.model.graph import build_model, initial_values
 
+__all__ = ["SamplerSettings", "sample", "attempt_order", "structure_key", "Convergence", "convergence",
+           "SAMPLERS", "CONVERGED_RHAT", "CONVERGED_ESS", "FEW_CELLS", "FALLBACK_WALK_CENTRING"]
+
 SAMPLERS = ("nutpie", "pymc")
+"""Values of `SamplerSettings.sampler`."""
 CONVERGED_RHAT = 1.01
+"""The largest r_hat of a converged fit."""
 CONVERGED_ESS = 400
+"""The smallest bulk ESS of a converged fit (and the default stopping target)."""
 
 _COMPILED: dict[tuple, object] = {}
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """How to draw from the posterior (not what the model is: that is `ModelConfig`).
+
+    Parameters
+    ----------
+    draws : int, default 3000
+        Draws per chain, at most: with nutpie sampling stops early once `target_ess` is reached.
+    tune : int, default 1000
+        Tuning (warm-up) draws per chain, discarded.
+    chains : int, default 2
+        Chains, run in parallel on up to as many cores.
+    sampler : {"nutpie", "pymc"}, default "nutpie"
+        nutpie (compiled once and cached) or PyMC's own NUTS, which always takes every draw.
+    seed : int, default 0
+        Random seed.
+    progress : bool, default False
+        Show the sampler's progress bar.
+    target_accept : float, default 0.9
+        NUTS target acceptance of the first attempt.
+    retry_target_accept : float or None, default 0.99
+        The level of the last attempts after divergences (`attempt_order`): smaller steps, which
+        cost several times the sampling time, so they are paid only when needed. None (or a
+        value not above the first level): no retries.
+    few_cells_target_accept : float or None, default 0.95
+        The first level for tables with fewer than FEW_CELLS cells with data, when higher than
+        `target_accept`: their noise scale can make rare excursions towards small values that
+        diverge at 0.9, while a large table is clean at 0.9 and would pay for the higher level
+        in time. None: `target_accept` for every table.
+    target_ess : int or None, default 400
+        nutpie: stop at the first checkpoint where bulk and tail ESS both reach this and r_hat
+        <= 1.01; most tables get there well before `draws`. None: always take every draw.
+    check_every : int, default 250
+        Draws per chain between checkpoints.
+
+    Raises
+    ------
+    ValueError
+        On an unknown sampler, fewer than 10 draws or tuning draws, no chains, or checkpoints
+        under 10 draws apart.
+
+    Examples
+    --------
+    >>> from scalefit.inference.sampling import SamplerSettings
+    >>> quick = SamplerSettings(draws=500, tune=500, target_ess=None)
+    >>> exact = SamplerSettings(sampler="pymc", chains=4, seed=1)
+    """
+
     draws: int = 3000  # per chain, at most: nutpie stops early once target_ess is reached
     tune: int = 1000
     chains: int = 2
@@ -37,19 +91,17 @@ class SamplerSettings:
     seed: int = 0
     progress: bool = False
     # NUTS target acceptance; after divergences the fit is redrawn (attempt_order), in the end at
-    # the retry level (smaller steps). On steplaw_moe (80 cells, ln B in the law, before the
-    # slope/walk reparameterization) 0.8 gave 72 divergences per 6,000 draws, 0.95 gave 2, 0.99
-    # none at 4x the sampling time: pay it only when needed.
+    # the retry level: smaller steps remove the divergences a lower level leaves, at several
+    # times the sampling time, so pay it only when needed.
     target_accept: float = 0.9
     retry_target_accept: float | None = 0.99
-    # The first level for tables with few cells (FEW_CELLS): cpu_ladder_v1 (15 cells) diverged
-    # non-centred at 0.9 in 5 of 6 seeds (a rare excursion to a small noise scale) and in none of
-    # 6 at 0.95, one attempt of 3.4-4.3 s; steplaw_moe (80 cells) is clean at 0.9, and 0.95 costs
-    # it ~30% more. None: target_accept for every table.
+    # The first level for tables with few cells (FEW_CELLS): with few cells a rare excursion to
+    # a small noise scale diverges at 0.9 and not at 0.95, while a large table is clean at 0.9
+    # and 0.95 would only cost it time. None: target_accept for every table.
     few_cells_target_accept: float | None = 0.95
     # nutpie: stop at the first multiple of check_every draws per chain where bulk and tail ESS
-    # both reach target_ess and r_hat <= 1.01 (None: always every draw). The bundled grid
-    # reaches 400 in ~1/3 of the 3,000 draws it used to take.
+    # both reach target_ess and r_hat <= 1.01 (None: always every draw), usually well before
+    # `draws`.
     target_ess: int | None = CONVERGED_ESS
     check_every: int = 250
 
@@ -78,9 +130,23 @@ def _compiled(data: ModelData, config: ModelConfig):
 
 
 def structure_key(data: ModelData, config: ModelConfig) -> str:
-    """Everything the model's graph depends on: the config, the data's graph structure (not its
-    sizes) and dtypes, the code that builds and compiles it, and the library versions. Keys the
-    compiled-model cache."""
+    """The on-disk compiled-model cache's key for this model.
+
+    It covers everything the model's graph depends on: the config, the data's graph structure
+    (not its sizes) and dtypes, the code that builds and compiles it, and the library versions.
+
+    Parameters
+    ----------
+    data : ModelData
+        The model's arrays.
+    config : ModelConfig
+        The model settings.
+
+    Returns
+    -------
+    str
+        A SHA-256 hex digest.
+    """
     import numba
     import pymc
     import pytensor
@@ -106,7 +172,7 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
 
 
 def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = SamplerSettings()):
-    """Draw from the posterior; returns an xarray DataTree (posterior, sample_stats).
+    """Draw from the posterior.
 
     Draws that diverge are redone (with `settings.retry_target_accept` set) in the order of
     `attempt_order`: the other geometry (the optima's centring flipped, or half-centred walks
@@ -118,6 +184,33 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
     on the draws up to that checkpoint, never on when the sampler was looked at. The tree's
     attrs say which attempt the draws come from, how many draws it kept, and how the time split
     between compiling (or loading the compiled model) and sampling.
+
+    Parameters
+    ----------
+    data : ModelData
+        The model's arrays (`scalefit.model.data.prepare`).
+    config : ModelConfig
+        The model settings.
+    settings : SamplerSettings, optional
+        The sampler, draws, acceptance levels and stopping rule.
+
+    Returns
+    -------
+    xarray.DataTree
+        posterior and sample_stats groups; attrs target_accept, attempts, draws_kept, compile_s,
+        sampling_s, optima_noncentred, walk_centring, and retried_after_divergences (the first
+        attempt's divergences) when an attempt was redone.
+
+    Examples
+    --------
+    >>> from scalefit.inference.sampling import SamplerSettings, convergence, sample
+    >>> from scalefit.model.config import ModelConfig
+    >>> from scalefit.model.data import prepare
+    >>> from scalefit.runs.synthetic import make_grid
+    >>> from scalefit.runs.table import load_runs
+    >>> table, config = load_runs(make_grid()), ModelConfig(axis="N")
+    >>> tree = sample(prepare(table.runs, table.cells, config), config, SamplerSettings())  # doctest: +SKIP
+    >>> print(convergence(tree).describe())  # doctest: +SKIP
     """
     attempts = attempt_order(data, settings)
     first_divergences = None
@@ -146,22 +239,40 @@ def sample(data: ModelData, config: ModelConfig, settings: SamplerSettings = Sam
 
 
 # Below this many cells with data the law's residual sd tau is loosely pinned and its posterior
-# reaches towards 0, where centred optima funnel: cpu_ladder_v1 (15 cells) diverged centred at
-# 0.9 in 5 of 5 seeds; steplaw_moe (80) centred in 0 of 5 fits, and non-centred took twice the
-# leapfrog steps per draw. On the calibration harness this order cut the time by 30% with the
-# same answers (README, "Attempt order").
+# reaches towards 0, where centred optima funnel, so such tables start non-centred; a large table
+# is clean with each cell's own centring, where non-centring every optimum would take more
+# leapfrog steps per draw. Trying the likelier geometry first saves a redraw and changes no
+# answer (see the model page, docs/model.md, "Attempt order").
 FEW_CELLS = 30
+"""Tables with fewer cells with data start with non-centred optima, at `few_cells_target_accept`."""
 # The walks' centring in the fallback geometry of a table whose optima are all non-centred
 # (scalefit.model.graph._law_walk says why 0.5).
 FALLBACK_WALK_CENTRING = 0.5
+"""The walks' bridge centring in the fallback geometry of a table whose optima are all non-centred."""
 
 
 def attempt_order(data: ModelData, settings: SamplerSettings) -> list[tuple[float, ModelData, int]]:
-    """(target acceptance, data, optima non-centred?) per attempt, tried until one is clean: the
-    geometry and acceptance level that suit the table first, then the other geometry, then both
-    at the retry level (none without a retry level). The other geometry flips the optima's
-    centring; where they are non-centred anyway (the law pins them: `model.optimum_scatter`
-    is 0), it half-centres the discrepancy walks instead."""
+    """The attempts `sample` makes, in order, until one is free of divergences.
+
+    The geometry and acceptance level that suit the table first, then the other geometry, then
+    both at the retry level (none without a retry level). The other geometry flips the optima's
+    centring; where they are non-centred anyway (the law pins them:
+    `scalefit.model.centring.optimum_scatter` is 0), it half-centres the discrepancy walks
+    instead. The posterior is the same in every geometry.
+
+    Parameters
+    ----------
+    data : ModelData
+        The model's arrays, with the cells' centring.
+    settings : SamplerSettings
+        The acceptance levels.
+
+    Returns
+    -------
+    list of tuple
+        (target acceptance, data in that geometry, 1 if the optima are all non-centred else 0)
+        per attempt.
+    """
     few = np.unique(data.cell[data.weight > 0]).size < FEW_CELLS
     noncentred = (dataclasses.replace(data, centring=np.zeros_like(data.centring)), 1)
     if np.any(data.centring > 0):
@@ -265,6 +376,22 @@ def _reached(tree, target_ess: int) -> bool:
 
 @dataclass(frozen=True)
 class Convergence:
+    """Convergence of a posterior sample, over every posterior scalar.
+
+    Attributes
+    ----------
+    max_rhat : float
+        The largest rank-normalized split r_hat.
+    min_ess_bulk : float
+        The smallest bulk ESS.
+    min_ess_tail : float
+        The smallest tail ESS (at the 5% and 95% quantiles).
+    divergences : int
+        Divergent transitions.
+    n_draws : int
+        Draws over all chains.
+    """
+
     max_rhat: float
     min_ess_bulk: float
     min_ess_tail: float
@@ -273,24 +400,51 @@ class Convergence:
 
     @property
     def converged(self) -> bool:
+        """max r_hat <= CONVERGED_RHAT, min bulk ESS >= CONVERGED_ESS and no divergences."""
         return bool(self.max_rhat <= CONVERGED_RHAT and self.min_ess_bulk >= CONVERGED_ESS
                 and self.divergences == 0)
 
     def describe(self) -> str:
+        """A one-line verdict with the numbers and thresholds, as reports print it.
+
+        Returns
+        -------
+        str
+            "converged: ..." or "NOT CONVERGED: ...".
+        """
         verdict = "converged" if self.converged else "NOT CONVERGED"
         return (f"{verdict}: max r_hat {self.max_rhat:.3f} (<= {CONVERGED_RHAT}), "
                 f"min ess_bulk {self.min_ess_bulk:.0f} (>= {CONVERGED_ESS}), "
                 f"min ess_tail {self.min_ess_tail:.0f}, divergences {self.divergences}")
 
     def to_dict(self) -> dict:
+        """The fields and the verdict, for JSON.
+
+        Returns
+        -------
+        dict
+            The attributes plus "converged".
+        """
         return {"max_rhat": self.max_rhat, "min_ess_bulk": self.min_ess_bulk,
                 "min_ess_tail": self.min_ess_tail, "divergences": self.divergences,
                 "n_draws": self.n_draws, "converged": self.converged}
 
 
 def convergence(tree) -> Convergence:
-    """r_hat / bulk ESS / tail ESS (at the 5% and 95% quantiles) over every posterior scalar,
-    and the divergence count."""
+    """r_hat, bulk ESS and tail ESS (at the 5% and 95% quantiles) over every posterior scalar,
+    and the divergence count.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A sample with posterior and sample_stats groups (`sample`).
+
+    Returns
+    -------
+    Convergence
+        The worst r_hat and ESS over the scalars that move (`stack_parameters`), and the
+        divergences.
+    """
     from scalefit.inference.diagnostics import ess_bulk, ess_tail, rhat, stack_parameters
 
     post = tree["posterior"].to_dataset()

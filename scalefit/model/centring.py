@@ -1,21 +1,21 @@
 """The centring rule: how far to centre each cell's optimum and width, from how informative its
-own sweep is (a choice of sampler geometry, never of posterior)."""
+own sweep is (a choice of sampler geometry, never of posterior; see the model page,
+docs/model.md, "Centred and non-centred cells")."""
 
 from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["cell_centring", "optimum_scatter", "TYPICAL_TAU", "TYPICAL_WIDTH_SD", "MIN_SCATTER_DOF"]
 
-# The cell-to-cell scatters the centring rule compares a cell's own precision with: of the
-# optimum (nats of LR; used when the table has too few cells to estimate it) and of the log
-# valley width.
+# The cell-to-cell scatters the centring rule compares a cell's own precision with.
 TYPICAL_TAU = 0.3
-
-
+"""Scatter of the optima around the law (nats of LR), used when the table has too few cells to
+estimate it."""
 TYPICAL_WIDTH_SD = 0.5
-
-
-MIN_SCATTER_DOF = 5  # cells beyond the law's coefficients needed to estimate the optima's scatter
+"""Cell-to-cell sd of the log valley width."""
+MIN_SCATTER_DOF = 5
+"""Cells beyond the law's coefficients needed to estimate the optima's scatter."""
 
 
 def cell_centring(x, y, cell, observed, n_cells: int, design=None) -> tuple[np.ndarray, np.ndarray]:
@@ -30,6 +30,26 @@ def cell_centring(x, y, cell, observed, n_cells: int, design=None) -> tuple[np.n
     centred, a thin or flat one, or any cell of a table whose optima sit on the law, non-centred;
     a cell without data gets 0. It changes only the geometry the sampler sees, never the
     posterior.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Standardized ln LR and loss per run.
+    cell : numpy.ndarray
+        Each run's cell id.
+    observed : numpy.ndarray of bool
+        The runs that enter the likelihood uncensored.
+    n_cells : int
+        The number of cells.
+    design : numpy.ndarray, optional
+        One row of law covariates per cell (intercept first); None uses TYPICAL_TAU.
+
+    Returns
+    -------
+    w_opt : numpy.ndarray
+        Per cell in [0, 1], the optimum's centring.
+    w_width : numpy.ndarray
+        Per cell in [0, 1], the log width's centring.
     """
     w_opt, w_width = np.zeros(n_cells), np.zeros(n_cells)
     cells, vertex, se2_opt, se2_width = [], [], [], []
@@ -62,12 +82,28 @@ def cell_centring(x, y, cell, observed, n_cells: int, design=None) -> tuple[np.n
 
 
 def optimum_scatter(vertex, se2, design) -> float | None:
-    """The optima's scatter around the law, by moments: the residual sum of squares of a
-    least-squares law fit to the cells' vertices is tau^2 (n - p) + sum (1 - h_i) se_i^2 in
-    expectation (h the hat matrix's diagonal), floored at 0. None with fewer than
-    MIN_SCATTER_DOF cells beyond the law's p coefficients. A table whose optima lie on the law
-    (synthetic2000: the truth has none; hyperball 130M: posterior tau 0.01-0.02) gets 0, and its
-    optima non-centred: centred, they funnel as tau's posterior reaches 0."""
+    """The optima's scatter around the law, estimated by moments.
+
+    The residual sum of squares of a least-squares law fit to the cells' vertices is
+    tau^2 (n - p) + sum (1 - h_i) se_i^2 in expectation (h the hat matrix's diagonal); the
+    estimate is floored at 0. A table whose optima lie on the law (a synthetic truth without
+    scatter, or a ladder whose posterior tau sits near 0) gets 0, and its optima non-centred:
+    centred, they funnel as tau's posterior reaches 0.
+
+    Parameters
+    ----------
+    vertex : numpy.ndarray
+        Each cell's parabola vertex (standardized ln LR).
+    se2 : numpy.ndarray
+        The vertices' squared standard errors.
+    design : numpy.ndarray
+        The law's covariates, one row per cell (n rows, p columns).
+
+    Returns
+    -------
+    float or None
+        The scatter tau; None with fewer than MIN_SCATTER_DOF cells beyond the p coefficients.
+    """
     n, p = design.shape
     if n - p < MIN_SCATTER_DOF:
         return None

@@ -1,7 +1,8 @@
 """Model settings as data: one frozen config, saved inside every fit file.
 
-A fit is reproducible from (runs table, config). The config is plain JSON; its hash names
-the compiled model in the in-process cache.
+A fit is reproducible from (runs table, config, sampler settings). The config is plain JSON; its
+hash is part of the key of the compiled model in the in-process and on-disk caches. The settings
+and the default priors are described on the model page, docs/model.md, "Settings" and "Priors".
 """
 
 from __future__ import annotations
@@ -11,21 +12,40 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+__all__ = ["ModelConfig", "default_priors", "AXES", "AXIS_COLUMNS", "LR_KINDS", "VALLEYS", "LAWS",
+           "DIVERGED_RULES", "DISCREPANCIES", "ASYMMETRIES"]
+
 AXES = ("N", "D", "ND")
-AXIS_COLUMNS = {"N": "n_params", "D": "n_tokens"}  # each law axis's runs-table column
+"""Values of `ModelConfig.axis`: a law along N, along D, or a joint surface in both."""
+AXIS_COLUMNS = {"N": "n_params", "D": "n_tokens"}
+"""The runs-table column of each law axis."""
 LR_KINDS = ("nominal", "effective")
+"""Values of `ModelConfig.lr_kind`."""
 VALLEYS = ("quadratic", "asymmetric")
+"""Values of `ModelConfig.valley`."""
 LAWS = ("quadratic", "linear")
+"""Values of `ModelConfig.law`."""
 DIVERGED_RULES = ("censor", "exclude")
+"""Values of `ModelConfig.diverged`."""
 
 
 def default_priors() -> dict[str, dict[str, float]]:
-    """Priors in natural units. The law's coefficients are per e-fold of N, D or B (slopes) and
-    per e-fold squared (curvatures), the law's scatter and discrepancy in nats of LR, so a
-    narrow fitted range does not turn a modest prior into a huge curvature (the model rescales
-    them to its internal standardized z). Loss-side priors are in standardized loss units
-    (loss minus the median best loss, over the median within-cell loss range).
-    Normal(mu, sigma) unless noted; HalfNormal(sigma) for scales."""
+    """The default priors, in natural units.
+
+    The law's coefficients are per e-fold of N, D or B (slopes) and per e-fold squared
+    (curvatures), the law's scatter and discrepancy in nats of LR, so a narrow fitted range does
+    not turn a modest prior into a huge curvature (the model rescales them to its internal
+    standardized z). Loss-side priors are in standardized loss units (loss minus the median best
+    loss, over the median within-cell loss range). Normal(mu, sigma) unless noted;
+    HalfNormal(sigma) for scales, or Gamma(alpha, beta) when a scale prior is given as
+    ``{"alpha": a, "beta": b}``. The model page, docs/model.md, "Priors", tabulates them.
+
+    Returns
+    -------
+    dict
+        Prior name -> its parameters (``{"mu": ..., "sigma": ...}`` or ``{"sigma": ...}``); a new
+        dict on every call.
+    """
     return {
         # ln LR* at the centre of the fitted cells, relative to the mean best ln LR: data-dominated.
         "law_intercept": {"mu": 0.0, "sigma": 2.0},
@@ -65,18 +85,77 @@ def default_priors() -> dict[str, dict[str, float]]:
     }
 
 
-# Prior names of fit format 1, whose scales were in standardized z units.
+# Prior names of fit format 1, whose scales were in standardized z units: refused with the
+# names that replace them.
 OLD_Z_UNIT_PRIORS = {
     "law_slope": "law_slope_N / law_slope_D / law_slope_B (per e-fold)",
     "law_curvature": "law_curvature_N / law_curvature_D / law_curvature_B (per e-fold squared)",
 }
 DISCREPANCIES = ("random_walk", "none")
+"""Values of `ModelConfig.discrepancy`."""
 ASYMMETRIES = ("shared", "per_cell")
+"""Values of `ModelConfig.asymmetry`."""
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that defines the statistical model (not the data, not the sampler)."""
+    """Everything that defines the statistical model (not the data, not the sampler).
+
+    Frozen; change a setting with `replace`. The model page, docs/model.md, describes what each
+    setting does.
+
+    Parameters
+    ----------
+    axis : {"N", "D", "ND"}, default "N"
+        The law's covariate: model size, training tokens, or a joint surface in both.
+    lr_kind : {"nominal", "effective"}, default "nominal"
+        Fit the valleys in nominal LR or in measured effective LR (the runs table's eff_lr).
+    valley : {"asymmetric", "quadratic"}, default "asymmetric"
+        The valley shape: LINEX (steeper on the high-LR side) or the symmetric parabola.
+    law : {"quadratic", "linear"}, default "quadratic"
+        Quadratic in the standardized log covariates, or the log-linear law peers use.
+    window_octaves : float, default 3.0
+        Runs further than this from their cell's best observed LR are left out: far from the
+        optimum other physics (instability, under-training) sets the loss.
+    diverged : {"censor", "exclude"}, default "censor"
+        Diverged runs count as "loss at least the worst ok loss in the cell", or are left out.
+    loss_window : float or None, default 0.05
+        Ok runs whose loss is more than this fraction above their cell's best are right-censored
+        at best x (1 + loss_window) instead of fitted: past a loss cliff (a run that went
+        unstable without diverging) the smooth valley shape does not hold, and fitting those
+        losses drags the optimum away from the cliff. None fits every run.
+    nu : float, default 4.0
+        Student-t degrees of freedom of the run noise, so a few bad runs do not move the optimum.
+    discrepancy : {"random_walk", "none"}, default "random_walk"
+        The law's form error beyond its terms: a Brownian motion in e-folds along each law axis,
+        so the interval widens with the distance beyond the data; "none" trusts the parametric
+        law's form everywhere.
+    batch_in_law : bool, default True
+        When some (N, D) has several batch sizes, give the law ln B terms.
+    asymmetry : {"shared", "per_cell"}, default "shared"
+        One LINEX asymmetry for every cell, or one per cell, partially pooled.
+    interaction : bool, default False
+        Give the joint quadratic law its u_N u_D term (the N slope changing with D).
+    priors : dict, optional
+        Overrides of `default_priors`, by name; the rest keep their defaults.
+
+    Raises
+    ------
+    ValueError
+        On an unknown setting value, a non-positive window or nu, an unknown prior name, or a
+        prior name of the old standardized units (the message names its replacements).
+
+    Examples
+    --------
+    >>> from scalefit.model.config import ModelConfig
+    >>> config = ModelConfig(axis="ND", priors={"law_curvature_N": {"mu": 0.0, "sigma": 0.1}})
+    >>> config.axes
+    ('N', 'D')
+    >>> config.replace(law="linear").law
+    'linear'
+    >>> ModelConfig.from_json(config.to_json()) == config
+    True
+    """
 
     axis: str = "N"  # law covariate: "N", "D" or "ND" (joint surface)
     lr_kind: str = "nominal"  # fit valleys in nominal or effective LR space
@@ -134,10 +213,34 @@ class ModelConfig:
         return ("N", "D") if self.axis == "ND" else (self.axis,)
 
     def to_json(self) -> str:
+        """The config as JSON (sorted keys, priors merged with the defaults).
+
+        Returns
+        -------
+        str
+            What fit files store and `from_json` reads.
+        """
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
+        """The config that `to_json` wrote.
+
+        Parameters
+        ----------
+        text : str
+            A JSON object of config settings.
+
+        Returns
+        -------
+        ModelConfig
+            The config, validated as on construction.
+
+        Raises
+        ------
+        ValueError
+            On unknown keys, or values the constructor refuses.
+        """
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -146,10 +249,29 @@ class ModelConfig:
         return cls(**data)
 
     def replace(self, **changes) -> "ModelConfig":
+        """A copy with some settings changed.
+
+        Parameters
+        ----------
+        **changes
+            Settings to change, by name.
+
+        Returns
+        -------
+        ModelConfig
+            The new config, validated as on construction.
+        """
         return dataclasses.replace(self, **changes)
 
     @property
     def hash(self) -> str:
+        """A short hash of `to_json`: part of the compiled model's cache key.
+
+        Returns
+        -------
+        str
+            The first 12 hex digits of the JSON's SHA-256.
+        """
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
 

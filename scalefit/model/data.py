@@ -3,7 +3,8 @@ likelihood (window, censoring, held-out cells), standardization, the law's desig
 positions.
 
 All arrays have a fixed shape per (table, config); leaving a cell out only zeroes its weights,
-so one compiled model serves every backtest.
+so one compiled model serves every backtest. The rule for which runs enter is on the model page,
+docs/model.md, "Which runs enter the fit".
 """
 
 from __future__ import annotations
@@ -19,10 +20,48 @@ from scalefit.model.law import law_terms, term_value, walk_geometry, walk_positi
 from scalefit.model.standardize import Standardization
 from scalefit.runs.table import batch_swept
 
+__all__ = ["ModelData", "prepare", "run_weights", "lr_column"]
+
 
 @dataclass(frozen=True)
 class ModelData:
-    """Arrays fed to the PyMC model, one entry per run (or per cell for z_*)."""
+    """The arrays fed to the PyMC model: one entry per run, or per cell for z_* and the centrings.
+
+    Attributes
+    ----------
+    x : numpy.ndarray
+        Standardized ln LR per run (`Standardization.x_center` subtracted).
+    y : numpy.ndarray
+        Standardized loss per run; 0 where the run is censored or has weight 0.
+    cell : numpy.ndarray
+        Each run's cell id.
+    censored : numpy.ndarray
+        1.0 for runs kept as right-censored observations (diverged runs, and ok runs past the
+        loss window).
+    weight : numpy.ndarray
+        1.0 for runs in the likelihood; 0.0 outside the window, excluded by rule, or in a
+        held-out cell.
+    threshold : numpy.ndarray
+        Standardized censoring threshold c_s per run.
+    z_n, z_d : numpy.ndarray
+        Standardized ln N and ln D per cell.
+    std : Standardization
+        The maps between raw and standardized units.
+    z_b : numpy.ndarray
+        Standardized ln batch size per cell (zeros when it does not vary).
+    centring, width_centring : numpy.ndarray
+        Per cell in [0, 1], how far its optimum and its log valley width are centred (1
+        centred, 0 non-centred; `scalefit.model.centring.cell_centring`).
+    law_axes : tuple of str
+        The law's covariates: `ModelConfig.axes`, plus "B" when batch size varies.
+    terms : tuple
+        (variable, axis, power) per law coefficient beyond the intercept (`law_terms`).
+    walk_index, walk_step : dict
+        Per walked axis: each cell's index among the table's distinct ln values (held-out cells
+        included), and sqrt of the e-fold gaps between them (`walk_positions`).
+    walk_centring : float
+        How far the walks' bridges are centred (0 non-centred, 1 centred).
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -47,27 +86,62 @@ class ModelData:
     walk_centring: float = 0.0
 
     def z(self, axis: str) -> np.ndarray:
+        """The standardized covariate per cell along one law axis.
+
+        Parameters
+        ----------
+        axis : {"N", "D", "B"}
+            The law axis.
+
+        Returns
+        -------
+        numpy.ndarray
+            z_n, z_d or z_b.
+        """
         return {"N": self.z_n, "D": self.z_d, "B": self.z_b}[axis]
 
     @property
     def n_cells(self) -> int:
+        """The number of cells, held-out ones included."""
         return len(self.z_n)
 
     def structure(self) -> tuple:
-        """What fixes the compiled model's shapes and variables (data of equal structure swap in)."""
+        """What fixes the compiled model's shapes and variables (data of equal structure swap in).
+
+        Returns
+        -------
+        tuple
+            The number of cells, the law's axes and each walked axis's number of steps.
+        """
         return (self.n_cells, self.law_axes,
                 tuple((a, len(v)) for a, v in sorted((self.walk_step or {}).items())))
 
     def graph_structure(self) -> tuple:
-        """What fixes the model's graph: the law's axes and, per walked axis, whether the walk has
-        interior positions. The numbers of cells and positions stay symbolic in the compiled code
-        (`scalefit.inference.compiled`), so tables that differ only in them share it."""
+        """What fixes the model's graph, sizes aside.
+
+        The numbers of cells and positions stay symbolic in the compiled code
+        (`scalefit.inference.compiled`), so tables that differ only in them share it.
+
+        Returns
+        -------
+        tuple
+            The law's axes and, per walked axis, whether the walk has interior positions.
+        """
         return (self.law_axes, tuple((a, len(v) > 1) for a, v in sorted((self.walk_step or {}).items())))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The swappable data containers: only runs that enter the likelihood, split into
-        observed and censored (the Student-t survival function is costly; evaluate it only
-        where needed). Lengths may change between refits; the number of cells may not."""
+        """The swappable data containers of the PyMC model, by name.
+
+        Only runs that enter the likelihood, split into observed and censored (the Student-t
+        survival function is costly; evaluate it only where needed), plus the per-cell arrays,
+        the law terms' sds and the walks' fixed geometry (`walk_geometry`). Lengths may change
+        between refits; the number of cells may not.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            The values of the model's ``pm.Data`` containers.
+        """
         obs = (self.weight > 0) & (self.censored == 0)
         cens = (self.weight > 0) & (self.censored > 0)
         used = np.zeros(self.n_cells, dtype=bool)  # cells with data (held-out cells: False)
@@ -91,15 +165,47 @@ class ModelData:
 
 
 def lr_column(config: ModelConfig) -> str:
+    """The runs-table column the valleys are fitted in.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The model settings.
+
+    Returns
+    -------
+    str
+        "eff_lr" for ``lr_kind="effective"``, else "lr".
+    """
     return "eff_lr" if config.lr_kind == "effective" else "lr"
 
 
 def run_weights(runs: pd.DataFrame, config: ModelConfig, held_out=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Which runs enter the likelihood, and how: returns (weight, censored, threshold_raw).
+    """Which runs enter the likelihood, and how.
 
-    Rule, stated in every fit: ok runs within `window_octaves` of the cell's best observed LR
-    are observed; diverged runs in the same window are right-censored at the cell's worst ok
-    loss (or excluded); failed runs and held-out cells never enter.
+    The rule, stated in every fit: ok runs within `window_octaves` of the cell's best observed
+    LR are observed, unless their loss is more than `loss_window` above the cell's best (then
+    right-censored there); diverged runs in the same window are right-censored at the cell's
+    worst ok loss in the window (or excluded); failed runs and held-out cells never enter.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        `RunsTable.runs`.
+    config : ModelConfig
+        The window, loss window, diverged rule and LR kind.
+    held_out : sequence of int, default ()
+        Cells whose runs get weight 0 (their cell stays in the model).
+
+    Returns
+    -------
+    weight : numpy.ndarray
+        1.0 for runs in the likelihood, else 0.0.
+    censored : numpy.ndarray
+        1.0 for right-censored runs.
+    threshold : numpy.ndarray
+        The censoring threshold per run, in raw loss units: the cell's worst ok loss in the
+        window, or the loss-window cap for runs past it (NaN in a cell without ok runs there).
     """
     col = lr_column(config)
     lr = runs[col].to_numpy(dtype=float)
@@ -131,11 +237,47 @@ def run_weights(runs: pd.DataFrame, config: ModelConfig, held_out=()) -> tuple[n
 
 def prepare(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, held_out=(),
             z_scale: dict | None = None) -> ModelData:
-    """Turn a validated runs table (scalefit.runs.table) into standardized model arrays.
+    """Turn a validated runs table (`scalefit.runs.table`) into standardized model arrays.
 
     Standardization uses only the cells that carry data, so a held-out cell is a true
-    extrapolation in z. `z_scale` overrides the sd of ln N / ln D / ln B used for z (the
-    posterior in natural units must not depend on it; tests check that).
+    extrapolation in z.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        `RunsTable.runs`.
+    cells : pandas.DataFrame
+        `RunsTable.cells`.
+    config : ModelConfig
+        The model settings.
+    held_out : sequence of int, default ()
+        Cells to leave out of the likelihood (a backtest's targets).
+    z_scale : dict, optional
+        Overrides of the sd of ln N / ln D / ln B used for z, by axis ("N", "D", "B"); the
+        posterior in natural units does not depend on it.
+
+    Returns
+    -------
+    ModelData
+        The model's arrays.
+
+    Raises
+    ------
+    ValueError
+        If the LR column of `config.lr_kind` is missing, fewer than 2 cells have usable runs,
+        the fitted cells share one value along a law axis, or a quadratic law has fewer than 3
+        cells with data.
+
+    Examples
+    --------
+    >>> from scalefit.model.config import ModelConfig
+    >>> from scalefit.model.data import prepare
+    >>> from scalefit.runs.synthetic import make_grid
+    >>> from scalefit.runs.table import load_runs
+    >>> table = load_runs(make_grid())
+    >>> data = prepare(table.runs, table.cells, ModelConfig(axis="N"))
+    >>> data.n_cells, data.law_axes
+    (15, ('N',))
     """
     col = lr_column(config)
     if col not in runs.columns:

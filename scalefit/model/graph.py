@@ -1,15 +1,33 @@
 """The hierarchical model: every cell's loss valley in log LR plus a curved law for the optimum.
 
-For run r in cell s, with x = ln LR (standardized) and y = final loss (standardized):
+For run r in cell s, with x = ln LR and y = final loss (both standardized, see
+`scalefit.model.standardize`) and z_a,s the cell's standardized ln N, ln D or ln B:
 
-    y_r ~ StudentT(nu, L_s + A_s * g(x_r - m_s), sigma_s)      ok runs inside the window
-    P(y_r >= c_s)                                               diverged runs (right-censored)
-    m_s ~ Normal(theta0 + sum_a theta1_a z_a,s + theta2_a z_a,s^2, tau)
-    L_s, log A_s, log sigma_s partially pooled (floors regress on z_N and z_D)
+    y_r ~ StudentT(nu, L_s + A_s g(x_r - m_s), sigma_s)           observed runs
+    log P(y_r >= c_r) under the same Student-t                    right-censored runs
+    m_s = theta0 + sum_a (theta1_a z_a,s + theta2_a z_a,s^2) + sum_a W_a(t_a,s) + tau eps_s
+    L_s ~ Normal(f0 + f_N z_N,s + f_D z_D,s, floor_sd)            floors: a loss law in N and D
+    log A_s ~ Normal(mu_A, sd_A)                                  widths, partially pooled
+    log sigma_s = n0 + n_N z_N,s + n_D z_D,s                      noise: smooth in scale
+
+The law's axes a are `ModelConfig.axes`, plus B when batch size is swept; ``law="linear"`` drops
+the curvatures theta2, and ``interaction=True`` adds theta_ND z_N z_D to the joint law. W_a is
+the law's form error, a Brownian motion in e-folds t along each of `ModelConfig.axes` (not B;
+W_a(0) = 0 at the table's smallest value, scale kappa_a; ``discrepancy="none"`` drops it), and
+eps_s ~ Normal(0, 1) the cell's residual. Priors are stated in natural units (`scalefit.model.config.default_priors`)
+and rescaled to z here.
 
 g(d) = d^2 (symmetric) or LINEX 2(e^{kd} - 1 - kd)/k^2 (asymmetric: exponential on the high-LR
-side, linear on the low side), scaled so that A is the mean rise one nat from the optimum. c_s is the worst ok loss in the cell: a
-diverged run was at least as bad as anything that finished.
+side, linear on the low side), scaled so that A is the mean rise one nat from the optimum; the
+asymmetry k is shared by all cells or drawn per cell, partially pooled. Which runs are observed
+or censored is `scalefit.model.data.run_weights`: a diverged run is censored at the worst ok loss
+in its cell's LR window (it was at least as bad as anything that finished), an ok run past the
+loss window at the cell's best loss x (1 + loss_window).
+
+The sampler sees a reparameterized model: partially non-centred optima and widths, the intercept
+drawn as the law's level over the cells, and each walked axis's slope and curvature drawn with its
+walk as the sums the data see. None of it changes the posterior. The model page, docs/model.md,
+describes all of it in prose.
 """
 
 from __future__ import annotations
@@ -21,13 +39,27 @@ from scalefit.model.data import ModelData
 from scalefit.model.law import term_value, terms_with_walk
 from scalefit.model.valley import valley_rise, student_t_logsf
 
+__all__ = ["build_model", "initial_values"]
 
 INIT_TAU = 0.3  # initial law residual sd, so a non-centred start can put each cell at its best run
 
 
 def initial_values(data: ModelData) -> dict[str, np.ndarray]:
-    """Start each cell at its best observed run with the law flat at zero: far from it, the
-    exponential valley sides overflow and a chain can stall before adaptation begins."""
+    """The sampler's starting point: each cell at its best observed run, the law flat at zero.
+
+    Far from it, the exponential valley sides overflow and a chain can stall before adaptation
+    begins.
+
+    Parameters
+    ----------
+    data : ModelData
+        The model's arrays.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Start values of the model's free variables, by name (the rest start at PyMC's default).
+    """
     observed = (data.weight > 0) & (data.censored == 0)
     best_x = np.zeros(data.n_cells)
     best_y = np.zeros(data.n_cells)
@@ -56,7 +88,8 @@ def _scale_prior(pm, name: str, prior: dict):
     """Gamma(alpha, beta) when the prior gives alpha and beta, else HalfNormal(sigma).
 
     Gamma with alpha >= 2 keeps a scale off zero (a boundary-avoiding prior, Chung et al. 2013,
-    Psychometrika 78:685). Not the default: on hyperball 130M it moved tau only from 0.01 to 0.02.
+    Psychometrika 78:685). Not the default: where the data put tau near zero it lifts it only
+    slightly, so it buys no better geometry there.
     """
     if "alpha" in prior:
         return pm.Gamma(name, alpha=prior["alpha"], beta=prior["beta"])
@@ -78,9 +111,9 @@ def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curva
     plus a remainder independent of l. The two sums the data see, S = b + g + a c ("trend") and
     U = l - c ("bend"), are drawn from their joint prior, then c given (S, U), then b given
     S - a c; what the data cannot see are standard normals of their own instead of ridges
-    between slope, curvature, walk and intercept (cpu_ladder_v1: tail ESS 47 per 4,000 draws
-    for the slope and the walk; synthetic2000: bulk ESS 98 per 2,000 for curvature_D against
-    the bridge). The joint prior of (b, c, W) is unchanged.
+    between slope, curvature, walk and intercept, along which the sampler mixes slowly (the
+    slope against the walk's linear part, a curvature against the bridge). The joint prior of
+    (b, c, W) is unchanged.
 
     Returns the slope's and the curvature's (None without one) natural coefficients and the walk
     at the positions.
@@ -103,8 +136,8 @@ def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curva
         var_u, var_s, cov_su = var_c + l_var, s_rest + a**2 * var_c, -a * var_c
         # q = 0 (data: no cell at the axis's last position, as in a backtest that holds out the
         # largest cells): the sums over [0, T] are not what the data see, and the curvature is
-        # drawn on its own (U then keeps its prior; nothing uses it). Harness, hyperball 130M
-        # Muon: the 3-5 cell prefixes sampled at half the speed with the split.
+        # drawn on its own (U then keeps its prior; nothing uses it). Splitting there would only
+        # slow sampling down.
         q = d[f"bend_split_{axis}"]
         u = pm.Normal(f"law_bend_{axis}", mu=-mu_c, sigma=pt.sqrt(var_u))
         s = pm.Normal(f"law_trend_{axis}", mu=mu + q * (a * mu_c + cov_su / var_u * (u + mu_c)),
@@ -125,10 +158,10 @@ def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curva
     if n_steps > 1:
         # B_k = kappa (T - t_k) sum_{j<=k} sqrt(dt_j / ((T - t_j)(T - t_{j-1}))) z_j, partially
         # centred: z = kappa^-wc z_raw, z_raw ~ N(0, kappa^wc). Non-centred (wc = 0) suits
-        # most tables: a few increments barely inform kappa, and on steplaw_moe wc = 0.5 gave
-        # 1-3 divergences per 2,000 draws against none. Where the data pin every position's law
-        # value (synthetic2000: 10 cells of 40 runs per budget) the non-centred bridge funnels
-        # at large kappa (28-44 divergences per 2,000 draws); wc = 0.5 gave 0-3, and 1 gave 18-29.
+        # tables whose few increments barely inform kappa, and there half-centring diverges
+        # more. Where the data pin every position's law value (many well-swept cells per
+        # position) the non-centred bridge funnels at large kappa; half-centred (wc = 0.5) is
+        # the fallback for those, as the fully centred bridge diverges there too.
         wc = d["walk_centre_power"]
         zb = pm.Normal(f"law_bridge_{axis}_z", 0, kappa**wc, shape=(position.shape[0] - 2,))
         if with_curvature:  # the remainder: z with its component along v (that is, l) taken out
@@ -144,7 +177,34 @@ def _law_walk(pm, pt, axis: str, d: dict, priors: dict, n_steps: int, with_curva
 
 
 def build_model(data: ModelData, config: ModelConfig):
-    """The PyMC model for `data` (import of PyMC deferred: the CLI's `check` must stay fast)."""
+    """The PyMC model for `data` (the module docstring states it).
+
+    PyMC is imported here, not at module level, so that commands that never sample (the CLI's
+    ``check``) stay fast.
+
+    Parameters
+    ----------
+    data : ModelData
+        The model's arrays (`scalefit.model.data.prepare`); they become ``pm.Data`` containers,
+        so a compiled model can swap in another table of the same structure.
+    config : ModelConfig
+        The model settings (valley, asymmetry, nu and priors; the law's form is in `data`).
+
+    Returns
+    -------
+    pymc.Model
+        The model, with a "cell" coordinate.
+
+    Examples
+    --------
+    >>> from scalefit.model.config import ModelConfig
+    >>> from scalefit.model.data import prepare
+    >>> from scalefit.model.graph import build_model
+    >>> from scalefit.runs.synthetic import make_grid
+    >>> from scalefit.runs.table import load_runs
+    >>> table, config = load_runs(make_grid()), ModelConfig(axis="N")
+    >>> model = build_model(prepare(table.runs, table.cells, config), config)  # doctest: +SKIP
+    """
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -196,20 +256,18 @@ def build_model(data: ModelData, config: ModelConfig):
                       + pm.Normal("floor_slope_N", **pr["floor_slope"]) * z["N"]
                       + pm.Normal("floor_slope_D", **pr["floor_slope"]) * z["D"])
         floor = pm.Normal("floor", mu=floor_mean, sigma=_scale_prior(pm, "floor_sd", pr["floor_sd"]), dims="cell")
-        # Non-centred: when cells share one width (or one noise level) the centred form funnels.
-        # Centred when every cell's sweep pins its width down (many runs per cell), non-centred
-        # when cells are thin: the wrong choice costs 5-10x in effective sample size.
         width_mean = pm.Normal("log_width_mean", **pr["log_width_mean"])
         width_sd = pm.HalfNormal("log_width_sd", **pr["log_width_sd"])
-        # Partially non-centred like the optima: a sweep that pins its valley's width is centred.
-        # On steplaw_moe (80 sharp cells of 9 LRs, width sd 0.57) non-centred widths gave bulk
-        # ESS 90 per 6,000 draws.
+        # Partially non-centred like the optima (cell_centring): a sweep that pins its valley's
+        # width is centred, a thin one non-centred. When cells share one width the centred form
+        # funnels; when every sweep pins its width (many sharp cells) the non-centred form mixes
+        # slowly. Either wrong choice costs several-fold in effective sample size.
         ww = d["width_centring"]
         width_raw = pm.Normal("log_width_raw", mu=ww * width_mean, sigma=width_sd**ww, dims="cell")
         log_width = pm.Deterministic("log_width", width_mean + width_sd ** (1 - ww) * (width_raw - ww * width_mean),
                                      dims="cell")
-        # Noise is a smooth function of scale, not a free effect per cell: 5-10 runs barely
-        # inform a cell's own noise, and a per-cell hierarchy funnels and slows sampling 2x.
+        # Noise is a smooth function of scale, not a free effect per cell: a sweep's handful of
+        # runs barely informs its own noise, and a per-cell hierarchy funnels and slows sampling.
         log_noise = pm.Deterministic(
             "log_noise", pm.Normal("log_noise_mean", **pr["log_noise_mean"])
             + pm.Normal("log_noise_slope_N", 0.0, pr["log_noise_sd"]["sigma"]) * z["N"]

@@ -1,14 +1,17 @@
 """Figures for fits and runner trajectories (matplotlib; no pyplot state outside a notebook).
 
-    fig = plot_valleys(fit)                    # one panel per cell: runs, posterior valley, band
-    fig = plot_law(fit, targets=[(1.3e8, 4e8)]) # optimal LR vs N or D with the new-cell fan
-    save(fig, "law.svg")
-
 Every function returns a `matplotlib.figure.Figure` and saves nothing. matplotlib is imported
 inside the functions (it is in the `dev` extra only) so `import scalefit.report.plots` stays cheap.
 Outside a Jupyter kernel, figures are built with `Figure()` rather than pyplot: rendering goes
 through Agg (or the SVG backend), nothing registers with a GUI, and callers never need to close
 figures. Inside a kernel they are pyplot figures, so `fig = plot_law(fit)` displays inline.
+
+Examples
+--------
+>>> from scalefit.report.plots import plot_law, plot_valleys, save
+>>> fig = plot_valleys(fit)  # doctest: +SKIP
+>>> fig = plot_law(fit, targets=[(1.3e8, 4e8)])  # doctest: +SKIP
+>>> save(fig, "law.svg")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from scalefit.model.config import AXIS_COLUMNS
 from scalefit.model.data import lr_column, run_weights
 from scalefit.model.law import law_terms, term_value
 from scalefit.model.valley import valley_rise
+
+__all__ = ["plot_valleys", "plot_law", "plot_side_by_side", "plot_weight_norms", "save", "valley_band",
+           "cell_optima", "law_fan", "trajectory_files", "load_trajectories", "hidden_rms", "equilibrium_rms"]
 
 INSTALL_HINT = "pip install 'scalefit-lr[dev]'"
 AXIS_LABELS = {"N": "N (non-embedding parameters)", "D": "D (training tokens)"}
@@ -64,7 +70,24 @@ def _figure(width: float, height: float):
 
 
 def save(fig, path) -> Path:
-    """Write `fig` as PNG or SVG (by suffix, dpi 120) atomically: a temp file, then rename."""
+    """Write `fig` as PNG, SVG or PDF (by suffix, dpi 120) atomically: a temp file, then rename.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or os.PathLike
+        Destination; its folder is created.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        When the suffix is not .png, .svg or .pdf.
+    """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg", "pdf"):
@@ -135,6 +158,25 @@ def valley_band(fit, cell: int, lr, prob: float = 0.9, n_draws: int | None = DEF
 
     Per draw i: loss = y_center + y_scale * (floor_i + exp(log_width_i) * g(ln lr - x_center - m_i)),
     g the fit's valley shape (LINEX with the draw's asymmetry, or a parabola).
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    cell : int
+        Cell id.
+    lr : array_like
+        LRs in the fit's LR space.
+    prob : float, default 0.9
+        Probability of the band (equal-tailed).
+    n_draws : int or None, default DEFAULT_DRAWS
+        Thinned posterior draws to use (None: all).
+
+    Returns
+    -------
+    dict
+        ``lr``, ``low``, ``median``, ``high`` (loss per LR), ``lr_opt_median`` and
+        ``lr_opt_interval`` (the cell's optimum).
     """
     post, std = fit.posterior, fit.std
     idx = _thin(_flat(post, "floor").shape[0], n_draws)
@@ -155,7 +197,20 @@ def valley_band(fit, cell: int, lr, prob: float = 0.9, n_draws: int | None = DEF
 
 
 def cell_optima(fit, prob: float = 0.9) -> pd.DataFrame:
-    """Per cell: posterior median and ETI of the optimal LR (raw units), with N, D, held-out flag."""
+    """Per cell: posterior median and ETI of the optimal LR (raw units), with N, D, held-out flag.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    prob : float, default 0.9
+        Probability of the interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns n_params, n_tokens, lr_median, lr_low, lr_high, held_out; indexed by cell.
+    """
     m = _flat(fit.posterior, "log_lr_opt") + fit.std.x_center
     q = (1 - prob) / 2
     low, med, high = np.exp(np.quantile(m, [q, 0.5, 1 - q], axis=0))
@@ -169,8 +224,26 @@ def cell_optima(fit, prob: float = 0.9) -> pd.DataFrame:
 
 def law_fan(fit, n_params, n_tokens, prob: float = 0.9, seed: int = 0, batch_size: float | None = None) -> pd.DataFrame:
     """The law at each (n_params[i], n_tokens[i]): posterior median of the law mean and the
-    NEW-CELL predictive ETI (law + discrepancy + a fresh residual), both as raw LRs. When the law
-    has a batch-size term, at `batch_size` (default: the fitted cells' geometric-mean batch size)."""
+    NEW-CELL predictive ETI (law + discrepancy + a fresh residual), both as raw LRs.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    n_params, n_tokens : float or array_like
+        The points (broadcast against each other).
+    prob : float, default 0.9
+        Probability of the interval.
+    seed : int, default 0
+        One seed for every point, so the fan is a smooth function of the covariate.
+    batch_size : float, optional
+        When the law has a batch-size term (default: the fitted cells' geometric-mean batch size).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per point: n_params, n_tokens, law_median, median, low, high.
+    """
     from scalefit.model.law import fit_law_axes
     from scalefit.fit.predict import fit_target_draws
 
@@ -207,6 +280,30 @@ def plot_valleys(fit, cells=None, prob: float = 0.9, n_draws: int = DEFAULT_DRAW
 
     Ok runs are dots, diverged runs 'x' at the panel's top edge, runs outside the model's window
     grey; the posterior median optimum is marked. Held-out cells say so in their title.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    cells : list of int, optional
+        Cell ids to plot (default: all).
+    prob : float, default 0.9
+        Probability of the band.
+    n_draws : int, default DEFAULT_DRAWS
+        Thinned posterior draws for the curves.
+    ncols : int, optional
+        Panels per row (default: up to 5).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For unknown cells or an empty list.
+    ImportError
+        Without matplotlib.
     """
     table, cfg = fit.table, fit.config
     cells = list(table.cells.index if cells is None else cells)
@@ -403,6 +500,24 @@ def plot_law(fit, targets=(), backtest=None, prob: float = 0.9, **kwargs):
     Shows per-cell posterior optima with their intervals, the law's posterior median with the
     new-cell predictive fan (what `predict` reports at any scale), the two-stage baseline, the
     `targets` (pairs (N, D)) with their intervals, and a backtest's held-out observed best LRs.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    targets : iterable of tuple of (float, float), default ()
+        Target scales (N, D) to mark with their predictions.
+    backtest : scalefit.evaluation.backtest.Backtest or pandas.DataFrame, optional
+        A backtest (or its rows) whose held-out cells' observed best LRs are marked.
+    prob : float, default 0.9
+        Probability of the intervals.
+    **kwargs
+        ``extend`` (how far past the data the x axis runs, as a factor), ``n_grid`` and
+        ``title``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig = _figure(7.5, 5.2)
     ax = fig.add_subplot(1, 1, 1)
@@ -412,7 +527,26 @@ def plot_law(fit, targets=(), backtest=None, prob: float = 0.9, **kwargs):
 
 def plot_side_by_side(fits: dict, prob: float = 0.9, **law_kwargs):
     """Law plots of several fits next to each other with one shared y axis (e.g. nominal vs
-    effective LR, or the law along N vs along D)."""
+    effective LR, or the law along N vs along D).
+
+    Parameters
+    ----------
+    fits : dict
+        Panel title -> `scalefit.fit.core.Fit`.
+    prob : float, default 0.9
+        Probability of the intervals.
+    **law_kwargs
+        Passed to each panel's law plot (``extend``, ``n_grid``, ``targets``, ``backtest``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        When `fits` is empty.
+    """
     if not fits:
         raise ValueError("no fits to plot")
     fig = _figure(5.5 * len(fits), 5.0)
@@ -449,7 +583,23 @@ def _run_meta(directory: Path) -> dict:
 
 
 def trajectory_files(paths) -> list[Path]:
-    """Expand run dirs (DIR/cells/*), cell dirs and trajectory.parquet files into files."""
+    """Expand folders and files into the trajectory.parquet files they hold.
+
+    Parameters
+    ----------
+    paths : iterable of str or os.PathLike
+        trajectory.parquet files, one run's folder, a folder of run folders (a grid's
+        ``runs/``), or an older grid's folder with ``cells/``.
+
+    Returns
+    -------
+    list of pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        When a path does not exist or nothing is found.
+    """
     out = []
     for p in map(Path, paths):
         if p.is_file():
@@ -468,8 +618,18 @@ def trajectory_files(paths) -> list[Path]:
 
 
 def load_trajectories(paths_or_frames) -> list[tuple[pd.DataFrame, dict]]:
-    """(trajectory frame, run meta) per run. A DataFrame passes through with meta from its
-    `attrs` (keys lr, weight_decay, optimizer, size)."""
+    """(trajectory frame, run meta) per run.
+
+    Parameters
+    ----------
+    paths_or_frames : path, DataFrame, or a list of them
+        Paths as for `trajectory_files`; a DataFrame passes through with meta from its
+        ``attrs`` (keys lr, weight_decay, optimizer, size).
+
+    Returns
+    -------
+    list of tuple of (pandas.DataFrame, dict)
+    """
     items = paths_or_frames if isinstance(paths_or_frames, (list, tuple)) else [paths_or_frames]
     out, paths = [], []
     for item in items:
@@ -483,9 +643,26 @@ def load_trajectories(paths_or_frames) -> list[tuple[pd.DataFrame, dict]]:
 
 
 def hidden_rms(frame: pd.DataFrame, how: str = "median") -> pd.DataFrame:
-    """Per probed step: hidden-matrix RMS = ||W||_F / sqrt(numel), combined over matrices by
-    `how` ("median", or "quadratic_mean" = sqrt(mean RMS^2), the probe's t_eq convention),
-    with the step's schedule multiplier."""
+    """Per probed step: hidden-matrix RMS = ||W||_F / sqrt(numel), combined over matrices,
+    with the step's schedule multiplier.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One run's trajectory (``group``, ``matrix``, ``step``, ``norm``, ``numel``, ``lr_mult``).
+    how : str, default "median"
+        "median", or "quadratic_mean" = sqrt(mean RMS^2), the probe's t_eq convention.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns rms and lr_mult, indexed by step.
+
+    Raises
+    ------
+    ValueError
+        For another `how`.
+    """
     h = frame[frame["group"] == "hidden"].assign(rms=lambda f: f["norm"] / np.sqrt(f["numel"]))
     g = h.groupby("step")
     if how == "median":
@@ -498,8 +675,21 @@ def hidden_rms(frame: pd.DataFrame, how: str = "median") -> pd.DataFrame:
 
 
 def equilibrium_rms(lr: float, weight_decay: float) -> float:
-    """AdamW's quasi-equilibrium weight RMS sqrt(lr / (2 wd)) (THEORY: update RMS ~ 1 per
-    element balanced by decay); NaN without weight decay."""
+    """AdamW's quasi-equilibrium weight RMS sqrt(lr / (2 wd)), where each step's update is
+    balanced by decoupled weight decay (see the theory page, docs/theory.md, "Weight-norm
+    equilibrium under AdamW"); NaN without weight decay.
+
+    Parameters
+    ----------
+    lr : float
+        Peak (or current) learning rate.
+    weight_decay : float
+        Decoupled weight decay.
+
+    Returns
+    -------
+    float
+    """
     return float(np.sqrt(lr / (2 * weight_decay))) if weight_decay and weight_decay > 0 else float("nan")
 
 
@@ -507,10 +697,30 @@ def plot_weight_norms(traj_paths_or_frames, stat: str = "rms", matrices: str = "
                       scheduled: bool = True, logy: bool = True):
     """Hidden-matrix weight size vs step, one colour per LR (runner trajectory files).
 
-    `stat` "rms" (||W||/sqrt(numel)) or "norm" (||W||_F); `matrices` "median" (over the hidden
-    matrices) or "each" (one thin line per matrix). With weight decay (AdamW), the equilibrium
-    RMS sqrt(lr / (2 wd)) at the peak LR is a dashed line in the run's colour; `scheduled` adds
-    the instantaneous level sqrt(lr s(t) / (2 wd)) dotted (a decaying schedule lowers it).
+    With weight decay (AdamW), the equilibrium RMS sqrt(lr / (2 wd)) at the peak LR is a dashed
+    line in the run's colour.
+
+    Parameters
+    ----------
+    traj_paths_or_frames : path, DataFrame, or a list of them
+        As for `load_trajectories`.
+    stat : str, default "rms"
+        "rms" (||W||/sqrt(numel)) or "norm" (||W||_F).
+    matrices : str, default "median"
+        "median" (over the hidden matrices) or "each" (one thin line per matrix).
+    scheduled : bool, default True
+        Add the instantaneous level sqrt(lr s(t) / (2 wd)), dotted (a decaying schedule lowers it).
+    logy : bool, default True
+        Log y axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For another `stat` or `matrices`.
     """
     if stat not in ("rms", "norm") or matrices not in ("median", "each"):
         raise ValueError("stat must be 'rms' or 'norm', matrices 'median' or 'each'")

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scalefit.runs.schema import LEGACY_RUN_ID, RUN_ID, runs_root
+
 TAU_CAP = 8.0          # beyond this the gap is below the run-to-run noise of the plateau
 PLATEAU_MIN_E = 8.0    # runs whose stable phase spans at least this many timescales set P
 STABLE_MULT = 0.999    # lr_mult at or above this: the constant phase of WSD
@@ -71,15 +73,20 @@ def tau_traj(r0: float, r_stable: float, plateau: float) -> float:
 
 
 def grid_states(grid_dir: str | Path, runs: pd.DataFrame, plateau_min_E: float = PLATEAU_MIN_E) -> pd.DataFrame:
-    """``run_state`` for every ok AdamW run of ``runs`` (rows need cell_id, lr, weight_decay,
-    size), plus the per-size plateau and ``tau_traj``."""
+    """``run_state`` for every ok AdamW run of ``runs`` (rows need run_id, lr, weight_decay,
+    size; a table collected before the rename may name the id ``cell_id``), plus the per-size
+    plateau and ``tau_traj``. Trajectories are read from the runner output ``grid_dir``
+    (``runs/<id>/`` or the old ``cells/<id>/``)."""
     grid_dir = Path(grid_dir)
+    if RUN_ID not in runs and LEGACY_RUN_ID in runs:
+        runs = runs.rename(columns={LEGACY_RUN_ID: RUN_ID})
+    root = runs_root(grid_dir)
     aw = runs[(runs["optimizer"] == "adamw") & (runs["status"] == "ok") & (runs["weight_decay"] > 0)]
     rows = []
-    for r in aw.itertuples():
-        traj = pd.read_parquet(grid_dir / "cells" / r.cell_id / "trajectory.parquet")
-        rows.append({"cell_id": r.cell_id, **run_state(traj, r.lr, r.weight_decay)})
-    st = aw.merge(pd.DataFrame(rows), on="cell_id")
+    for run_id, lr, wd in zip(aw[RUN_ID], aw["lr"], aw["weight_decay"]):
+        traj = pd.read_parquet(root / run_id / "trajectory.parquet")
+        rows.append({RUN_ID: run_id, **run_state(traj, lr, wd)})
+    st = aw.merge(pd.DataFrame(rows), on=RUN_ID)
     long = st[st["E_stable"] >= plateau_min_E]
     plateau = long.groupby("size")["r_stable"].median()
     if plateau.empty:

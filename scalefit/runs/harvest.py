@@ -1,8 +1,10 @@
 """Collect a runner output directory into the runs table ``scalefit fit`` reads. No torch here.
 
-``DIR/cells/<id>/result.json`` -> one row per finished run (status ok, diverged or failed),
-contract columns first (`scalefit.runs.schema`), then the runner's extras (cell_id, eff_lr_* ...).
-Cells still running or never started are left out (``scalefit grid plan`` lists them).
+``DIR/runs/<id>/result.json`` (``DIR/cells/<id>/`` for grids begun with the old layout,
+:func:`scalefit.runs.schema.runs_root`) -> one row per finished run (status ok, diverged or
+failed), contract columns first (`scalefit.runs.schema`), then the runner's extras (run_id,
+eff_lr_* ...). Runs still in progress or never started are left out (``scalefit grid plan`` lists
+them). A result file that names its id ``cell_id`` (the old name) gives the ``run_id`` column.
 
     scalefit collect runs/cpu -o runs/cpu.csv      # or .parquet
 """
@@ -13,20 +15,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from scalefit.runs.schema import CONTRACT_COLUMNS, DROPPED_COLUMNS as DROP, RUNNER_COLUMNS as FIRST_EXTRAS
+from scalefit.runs.schema import (CONTRACT_COLUMNS, DROPPED_COLUMNS as DROP, LEGACY_RUN_ID, RUN_ID,
+                                  RUNNER_COLUMNS as FIRST_EXTRAS, runs_root)
+
+
+def read_result(path: str | Path) -> dict:
+    """One ``result.json``, its id under ``run_id`` whichever name the runner that wrote it used."""
+    row = json.loads(Path(path).read_text())
+    if LEGACY_RUN_ID in row:
+        legacy = row.pop(LEGACY_RUN_ID)
+        row.setdefault(RUN_ID, legacy)
+    return row
 
 
 def collect_runs(out_dir: str | Path) -> pd.DataFrame:
-    """The runs table of every finished cell under ``out_dir``."""
+    """The runs table of every finished run under ``out_dir``."""
     out_dir = Path(out_dir)
-    cells = out_dir / "cells"
-    if not cells.is_dir():
-        raise FileNotFoundError(f"{out_dir}: no cells/ directory; is this a runner output directory "
-                                "(runners/collect.py ... --out DIR)?")
+    root = runs_root(out_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{out_dir}: no runs/ directory; is this a runner output directory "
+                                "(runners/train_grid.py ... --out DIR)?")
     rows = []
-    for f in sorted(cells.glob("*/result.json")):
+    for f in sorted(root.glob("*/result.json")):
         try:
-            rows.append(json.loads(f.read_text()))
+            rows.append(read_result(f))
         except json.JSONDecodeError as e:  # cannot happen with atomic writes; say where if it does
             raise ValueError(f"{f}: unreadable result.json ({e})") from None
     df = pd.DataFrame(rows)

@@ -4,12 +4,19 @@ A runs table has one row per training run. The fitter needs the required columns
 writes every contract column into each run's ``result.json`` and `scalefit.runs.harvest` puts
 them first, in this order, followed by the runner's own columns. Any other column is kept and
 may be used with ``--where``, ``--cell-by`` or ``--n-column``.
+
+It also fixes where a runner output directory keeps its result files: ``OUT/runs/<run_id>/``.
+Grids started before that name keep theirs in ``OUT/cells/<run_id>/``; :func:`runs_root` picks
+the folder that exists, so every reader (and a resumed worker) sees one layout per directory.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = ["COLUMNS", "REQUIRED_COLUMNS", "CONTRACT_COLUMNS", "NUMERIC_COLUMNS", "POSITIVE_COLUMNS",
-           "POSITIVE_IF_SET_COLUMNS", "RUNNER_COLUMNS", "DROPPED_COLUMNS", "STATUSES"]
+           "POSITIVE_IF_SET_COLUMNS", "RUNNER_COLUMNS", "DROPPED_COLUMNS", "STATUSES", "RUN_ID",
+           "LEGACY_RUN_ID", "RUNS_DIR", "LEGACY_RUNS_DIR", "runs_root"]
 
 # name -> (required, numeric, meaning), in the order `scalefit collect` writes them
 COLUMNS: dict[str, tuple[bool, bool, str]] = {
@@ -38,8 +45,22 @@ POSITIVE_IF_SET_COLUMNS = ("n_params_total", "batch_size")  # may be empty, else
 STATUSES = ("ok", "diverged", "failed")
 
 # What the built-in runner adds after the contract columns (any trainer may add others).
-RUNNER_COLUMNS = ["cell_id", "eff_lr_whole_run", "eff_lr_stable", "rel_update_eff", "theta_sum",
+RUN_ID = "run_id"            # the runner's id of one training run (a content hash of its config)
+LEGACY_RUN_ID = "cell_id"    # the same id in result files written before the rename; read as run_id
+RUNNER_COLUMNS = [RUN_ID, "eff_lr_whole_run", "eff_lr_stable", "rel_update_eff", "theta_sum",
                   "rms_final", "t_eq", "transient_frac", "equilibration_number", "ladder", "size",
                   "d_model", "n_layer", "n_head", "seq_len", "steps_planned", "tokens_seen", "wall_s",
                   "corpus", "corpus_sha256", "code_version"]
 DROPPED_COLUMNS = ["traceback"]  # too long for a table; stays in result.json
+
+# Where a runner output directory keeps one folder per run.
+RUNS_DIR = "runs"
+LEGACY_RUNS_DIR = "cells"  # the layout of grids started before the rename (and the shipped data/)
+
+
+def runs_root(out: str | Path) -> Path:
+    """``OUT/cells`` when that folder exists (a grid begun with the old layout keeps writing there,
+    so a resumed grid never trains a run twice or splits across two folders), else ``OUT/runs``."""
+    out = Path(out)
+    legacy = out / LEGACY_RUNS_DIR
+    return legacy if legacy.is_dir() else out / RUNS_DIR

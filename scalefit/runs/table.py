@@ -2,7 +2,8 @@
 
 Columns and their meaning are defined in `scalefit.runs.schema`. This module reads a table (CSV, TSV
 or Parquet), filters it, validates it (every problem names file, row and column and says how to fix
-it), groups runs into scale cells and offers an xarray view for the model.
+it), groups runs into scale cells and offers an xarray view for the model. See the model page,
+docs/model.md, "The runs table".
 """
 from __future__ import annotations
 
@@ -18,13 +19,29 @@ from scalefit.runs.schema import POSITIVE_COLUMNS as _POSITIVE
 from scalefit.runs.schema import POSITIVE_IF_SET_COLUMNS as _POSITIVE_IF_SET
 from scalefit.runs.schema import REQUIRED_COLUMNS, STATUSES
 
+__all__ = ["Problem", "RunsTableError", "read_table", "validate", "load_runs", "batch_swept", "RunsTable"]
+
 _HELPERS = ("log_lr", "log_eff_lr")                   # derived columns, not saved by to_frame
 _MAX_SHOWN = 20
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a runs table. `row` is the 1-based data row (header excluded)."""
+    """One thing wrong with a runs table, with where it is and how to fix it.
+
+    ``str(problem)`` reads "file, row R, column 'C': message".
+
+    Attributes
+    ----------
+    file : str
+        The table's path, or ``"<dataframe>"`` / ``"<table>"`` for an in-memory table.
+    row : int or None
+        The 1-based data row (header excluded); None for a problem of the whole table or a cell.
+    column : str or None
+        The column at fault; None when no single column is.
+    message : str
+        What is wrong and how to fix it.
+    """
     file: str
     row: int | None
     column: str | None
@@ -40,7 +57,20 @@ class Problem:
 
 
 class RunsTableError(ValueError):
-    """A runs table could not be read or is invalid; `problems` holds every problem found."""
+    """A runs table could not be read or is invalid.
+
+    The message lists the problems (the first 20, then a count).
+
+    Parameters
+    ----------
+    problems : list of Problem
+        Every problem found.
+
+    Attributes
+    ----------
+    problems : list of Problem
+        Every problem found, not only those shown in the message.
+    """
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
@@ -56,9 +86,25 @@ class RunsTableError(ValueError):
 # ----------------------------------------------------------------------------------------------- IO
 
 def read_table(path) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet runs table by suffix and add "row" (1-based data row in the file).
+    """Read a CSV, TSV or Parquet runs table (chosen by suffix), as it is, plus a "row" column.
 
-    An existing "row" column is replaced: row numbers always refer to the file being read.
+    An existing "row" column is replaced: row numbers always refer to the file being read, so
+    that every problem can name the line to fix. Nothing is validated or normalized here.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.csv``, ``.tsv``, ``.parquet`` or ``.pq`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The file's columns (names stripped of spaces) and "row", the 1-based data row.
+
+    Raises
+    ------
+    RunsTableError
+        If the suffix is unknown, the file does not exist or it cannot be parsed.
     """
     path = Path(path)
     name = str(path)
@@ -184,7 +230,34 @@ def _dup_hint(df: pd.DataFrame, a: int, b: int, candidates: list[str]) -> str:
 # ------------------------------------------------------------------------------------ validation
 
 def validate(df: pd.DataFrame, file: str = "<table>", *, cell_by=(), min_lrs: int = 3) -> list[Problem]:
-    """Return every problem in a runs table (empty list if valid); never raises for bad data."""
+    """Every problem in a runs table, at once; an empty list if it is valid.
+
+    Checks the required columns, numbers, positive N, D and LR, statuses (an ok run needs a
+    finite loss), effective LRs, mixed optimizers, duplicate runs (same cell, LR and seed) and
+    cells with too few distinct LRs. Diverged runs are data, not problems.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table as read (`read_table`), before normalization.
+    file : str, default "<table>"
+        The name problems report.
+    cell_by : tuple of str, default ()
+        Extra columns that define cells, beyond N, D and batch size.
+    min_lrs : int, default 3
+        The fewest distinct LRs among a cell's ok runs: three are needed to locate a minimum.
+
+    Returns
+    -------
+    list of Problem
+        Every problem found; it never raises for bad data.
+
+    Examples
+    --------
+    >>> from scalefit.runs.table import read_table, validate
+    >>> for problem in validate(read_table("runs.csv"), "runs.csv"):  # doctest: +SKIP
+    ...     print(problem)
+    """
     df = df.reset_index(drop=True)
     P = lambda row, col, msg: Problem(file, None if row is None else int(row), col, msg)  # noqa: E731
     missing = [c for c in REQUIRED_COLUMNS if c not in df]
@@ -294,11 +367,43 @@ def _match(col: pd.Series, value, name: str, file: str) -> pd.Series:
 
 def load_runs(path_or_df, *, where: dict[str, object] | None = None, n_column: str | None = None,
               cell_by: tuple[str, ...] = (), min_lrs: int = 3, split_optimizers: bool = False) -> "RunsTable":
-    """Read, filter (`where`), pick the size column (`n_column`), validate and normalize a runs table.
+    """Read, filter, validate and normalize a runs table: the fitter's entry point.
 
-    `split_optimizers`: if the rows mix optimizers, make 'optimizer' a cell key instead of a
-    problem (valid data for `check`; a fit must still choose one). Raises RunsTableError listing
-    every problem.
+    Parameters
+    ----------
+    path_or_df : str, PathLike or pandas.DataFrame
+        A ``.csv``, ``.tsv``, ``.parquet`` or ``.pq`` file, or a DataFrame with the same columns.
+    where : dict, optional
+        Keep only rows whose column equals the value, per item (the value is cast to the column's
+        type, so the CLI's strings work; text compares case-insensitively).
+    n_column : str, optional
+        The column to fit as model size N (e.g. active parameters of an MoE); the original
+        ``n_params`` is kept as ``n_params_source``.
+    cell_by : tuple of str, default ()
+        Extra columns that define cells, beyond N, D and batch size.
+    min_lrs : int, default 3
+        The fewest distinct LRs among a cell's ok runs; 0 accepts any cell (drop thin ones with
+        `RunsTable.subset`).
+    split_optimizers : bool, default False
+        If the rows mix optimizers, make "optimizer" a cell key instead of a problem: valid data
+        for ``scalefit check``, though a fit must still choose one optimizer.
+
+    Returns
+    -------
+    RunsTable
+        The validated runs, with statuses, seeds and cell ids filled in, and one row per cell.
+
+    Raises
+    ------
+    RunsTableError
+        Listing every problem at once (file, row, column, how to fix it), or naming a
+        `where` / `n_column` column that is not in the table.
+
+    Examples
+    --------
+    >>> from scalefit.runs.table import load_runs
+    >>> table = load_runs("data/cpu_ladder_v1/runs.csv", where={"optimizer": "adamw"})  # doctest: +SKIP
+    >>> table.cells[["n_params", "n_tokens", "best_lr", "bracketed"]]  # doctest: +SKIP
     """
     if isinstance(path_or_df, pd.DataFrame):
         df, file = path_or_df.copy(), "<dataframe>"
@@ -356,8 +461,21 @@ def _cells(runs: pd.DataFrame, cell_by) -> pd.DataFrame:
 
 
 def batch_swept(cells: pd.DataFrame) -> bool:
-    """Whether batch size is swept (some (N, D) has several), not just part of a recipe that
-    grows it with the model: only a sweep lets the law tell B's effect apart from N's and D's."""
+    """Whether batch size is swept: some (N, D) has several batch sizes.
+
+    A recipe that grows the batch with the model is not a sweep: only a sweep lets the law tell
+    B's effect apart from N's and D's.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        One row per cell, with "n_params", "n_tokens" and (optionally) "batch_size".
+
+    Returns
+    -------
+    bool
+        False when the batch size is missing, unknown for some cell, or one per (N, D).
+    """
     if "batch_size" not in cells or not np.isfinite(cells["batch_size"].to_numpy(dtype=float)).all():
         return False
     return bool((cells.groupby(["n_params", "n_tokens"])["batch_size"].nunique() > 1).any())
@@ -370,21 +488,62 @@ _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}   # -1 = not run
 
 @dataclass
 class RunsTable:
-    """A validated runs table: `runs` (one row per run, with "cell") and `cells` (one row per cell)."""
+    """A validated runs table, as `load_runs` returns it.
+
+    Attributes
+    ----------
+    runs : pandas.DataFrame
+        One row per run: the table's columns, numeric ones as float, "status" filled in
+        (ok / diverged / failed), "seed" (0 when absent), "row" (the 1-based row in the source),
+        "cell" (the cell id) and the derived "log_lr" (and "log_eff_lr" with an eff_lr column).
+    cells : pandas.DataFrame
+        One row per cell, indexed by "cell": its keys (n_params, n_tokens, batch_size and the
+        `cell_by` columns), n_runs, n_ok, n_diverged, n_lrs, best_lr and best_loss (the lowest mean
+        ok loss over seeds at one LR), lr_min, lr_max, bracketed (best LR strictly inside the swept
+        range) and a readable label.
+    source : str
+        The file the runs came from, or ``"<dataframe>"``.
+    cell_by : tuple of str
+        Extra columns that define cells, beyond N, D and batch size.
+    """
     runs: pd.DataFrame
     cells: pd.DataFrame
     source: str
     cell_by: tuple[str, ...] = ()   # extra columns that define cells (beyond N, D, batch size)
 
     def ok(self) -> pd.DataFrame:
+        """The runs with status "ok".
+
+        Returns
+        -------
+        pandas.DataFrame
+            The rows of `runs` whose status is "ok".
+        """
         return self.runs[self.runs["status"] == "ok"]
 
     def to_xarray(self, lr_kind: str = "nominal") -> xr.Dataset:
-        """Dense (cell, lr, seed) view; NaN final_loss and status code -1 where a run does not exist.
+        """A dense (cell, lr, seed) view of the runs.
 
-        lr is the union of LRs across cells. status is an int code (attrs["status_codes"]). Failed runs
-        lose to ok/diverged runs at the same (cell, lr, seed). With lr_kind="effective", eff_lr is the
-        lr coordinate; non-ok runs without eff_lr are left out.
+        The lr coordinate is the union of LRs across cells; where a run does not exist,
+        final_loss is NaN and status is -1. Status is an int code (its attrs["status_codes"]
+        names them). A failed run loses to an ok or diverged run at the same (cell, lr, seed).
+
+        Parameters
+        ----------
+        lr_kind : {"nominal", "effective"}, default "nominal"
+            With "effective", eff_lr is the lr coordinate (the nominal LR is kept as
+            lr_nominal) and non-ok runs without eff_lr are left out.
+
+        Returns
+        -------
+        xarray.Dataset
+            final_loss, status and row (and eff_lr / lr_nominal when present) over (cell, lr,
+            seed), with the cells' keys and labels as coordinates along cell.
+
+        Raises
+        ------
+        ValueError
+            If `lr_kind` is unknown, or "effective" on a table without eff_lr on every ok run.
         """
         if lr_kind not in ("nominal", "effective"):
             raise ValueError(f"lr_kind must be 'nominal' or 'effective', not {lr_kind!r}")
@@ -414,7 +573,23 @@ class RunsTable:
         return ds
 
     def subset(self, cell_mask) -> "RunsTable":
-        """Keep some cells (boolean mask over cells, or cell ids) and renumber them 0..k-1."""
+        """A table with only some cells, renumbered 0..k-1 in their old order.
+
+        Parameters
+        ----------
+        cell_mask : array_like of bool or int
+            A boolean mask over `cells`, or the ids of the cells to keep.
+
+        Returns
+        -------
+        RunsTable
+            The kept cells and their runs, with the same source and cell_by.
+
+        Raises
+        ------
+        ValueError
+            If a boolean mask's length is not the number of cells.
+        """
         mask = np.asarray(cell_mask)
         if mask.dtype == bool and len(mask) != len(self.cells):
             raise ValueError(f"cell_mask has {len(mask)} entries; the table has {len(self.cells)} cells")
@@ -428,5 +603,11 @@ class RunsTable:
                          cell_by=self.cell_by)
 
     def to_frame(self) -> pd.DataFrame:
-        """The runs in contract form (row/cell kept, derived log columns dropped), e.g. for saving."""
+        """The runs in contract form, e.g. for saving.
+
+        Returns
+        -------
+        pandas.DataFrame
+            `runs` without the derived log columns (log_lr, log_eff_lr); row and cell are kept.
+        """
         return self.runs.drop(columns=[c for c in _HELPERS if c in self.runs])

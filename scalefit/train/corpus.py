@@ -40,7 +40,7 @@ class Corpus:
     def batch(self, step: int, seed: int, batch_size: int, seq_len: int, rank: int = 0, world: int = 1):
         """Input and target windows (int64, [batch_size // world, seq_len]) of rank ``rank``: the
         global batch depends only on (seed, step), and each rank takes its contiguous slice, so a
-        DDP run sees the same data as a single-process run of the same cell."""
+        DDP run sees the same data as a single-process run of the same config."""
         rng = np.random.default_rng([seed, step])
         starts = rng.integers(0, len(self.train) - seq_len - 1, size=batch_size)
         per = batch_size // world
@@ -149,7 +149,7 @@ def _load(kind: str, path: str | None, val_path: str | None, vocab_size: int | N
 
 
 def load_corpus(data: dict) -> Corpus:
-    """Corpus for a cell's ``config['data']`` (cached per process)."""
+    """Corpus for a run's ``config['data']`` (cached per process)."""
     return _load(data["kind"], data.get("path"), data.get("val_path"), data.get("vocab_size"),
                  float(data.get("val_fraction", 0.01)))
 

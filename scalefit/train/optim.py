@@ -1,7 +1,7 @@
 """Optimizers: AdamW with nanoGPT parameter groups, and AdamH (Adam on the hypersphere).
 
 **AdamW** (``torch.optim.AdamW``): the hidden matrices and an untied LM head get decoupled weight
-decay ``W <- (1 - lr_t * wd) W``; the token and position embeddings too unless the cell says
+decay ``W <- (1 - lr_t * wd) W``; the token and position embeddings too unless the run says
 ``decay_embeddings = False`` (spec field ``optim.decay_embeddings``, default true: nanoGPT's
 "every 2-D parameter" rule, which every grid before the field used). With it false, AdamW decays
 exactly the matrices AdamH keeps on its sphere, so the two compare like for like. Gains and biases
@@ -66,7 +66,7 @@ class AdamH(torch.optim.Optimizer):
 
 
 def build_optimizer(model, config: dict) -> torch.optim.Optimizer:
-    """Optimizer for ``model`` from a cell config; each group carries ``base_lr`` (the peak LR)
+    """Optimizer for ``model`` from a run config; each group carries ``base_lr`` (the peak LR)
     so the training loop sets ``group['lr'] = group['base_lr'] * s(t)``."""
     hidden = {id(p) for _, p in model.hidden_matrices()}
     betas, eps = tuple(config["betas"]), config["eps"]

@@ -29,18 +29,16 @@ is also the average that matches the log-space map and fit). Over time, **every 
   per-matrix scalars, no host sync) and keeps one row per step, group ``hidden_gmean``, with their
   geometric means. The aggregates are plain sums over these rows, so they do not depend on the
   cadence at all; the cadence only decides which steps also get per-matrix float64 rows. Cost:
-  about 1-4% of a CPU training step (c48, c128 on a shared 2-core machine). Why
-  not weight sparse probes by the steps they stand for: the early Adam transient (bias
-  correction, the first ~20 steps) moves theta/s by 2-5x within a few steps: on re-trained c48
-  cells, interpolating between probes every 10-50 steps was 2-7% off (every 10 after 20 dense
-  steps, the default: within 1%).
+  a few percent of a CPU training step. Why not weight sparse probes by the steps they stand
+  for: the early Adam transient (bias correction, the first ~20 steps) moves theta/s severalfold
+  within a few steps, so interpolating between sparse probes is off by percents unless the
+  first steps are probed densely; accumulating every step removes the question.
   The per-step rows live in ``records``, so a checkpoint/resume keeps them.
-- stored trajectories without per-step rows (``cpu_ladder_v1``, written before them) are
+- stored trajectories without per-step rows (written by older runners) are
   recomputed by interpolating theta_bar_t / s(t) and s(t) linearly between probed steps, so that
   each probe stands for the steps around it (:func:`per_step`; :mod:`scripts.experiments.recompute_eff_lr`).
-  A plain mean over probed steps, as before, weighted the densely probed early transient ~10x
-  too much: on cpu_ladder_v1 it was 1.0-3.1x (median 1.74x) the recomputed value (1.67x from the
-  time weighting alone, the rest from the arithmetic mean over matrices).
+  A plain mean over probed steps would weight the densely probed early transient about as many
+  times too much as it is probed more densely, and overstate ``eff_lr``.
 
 - ``eff_lr``            mean over steps with s(t) >= 0.1 of theta_bar_t / s(t): comparable with the
                         peak nominal LR;
@@ -89,7 +87,7 @@ class WeightProbe:
 
     @property
     def records(self) -> list[dict]:
-        """All rows so far (cell.py checkpoints and restores this list)."""
+        """All rows so far (``scalefit.train.run`` checkpoints and restores this list)."""
         self._flush()
         return self._records
 

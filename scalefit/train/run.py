@@ -1,4 +1,4 @@
-"""One cell = one training run: ``training_function(cell, ctx)`` (Accelerate-examples style).
+"""One training run: ``training_function(run, ctx)`` (Accelerate-examples style).
 
 The loop, nanoGPT-like: set the LR from the schedule, draw the step's batch, forward/backward,
 clip, (probe) step, keep the loss; every ``log_every`` steps check for divergence; every
@@ -30,16 +30,17 @@ from scalefit.train.gpt import GPT, GPTConfig
 from scalefit.train.optim import build_optimizer
 from scalefit.train.probe import TRAJECTORY_COLUMNS, WeightProbe, summarize
 from scalefit.grids.schedule import lr_multiplier
+from scalefit.runs.schema import LEGACY_RUN_ID, RUN_ID
 
 SMOOTH_FRACTION = 0.1  # train_loss_smoothed = mean loss over the last 10% of steps
 
 
 @dataclass
 class RunContext:
-    """What a worker hands a cell: where to write and how it runs."""
-    cell_dir: Path
+    """What a worker hands a run: where to write and how it trains."""
+    run_dir: Path
     accelerator: object = None   # accelerate.Accelerator (None: plain single process, CPU/GPU)
-    ddp: bool = False            # train this cell on all processes (else: this process alone)
+    ddp: bool = False            # train this run on all processes (else: this process alone)
     progress: bool = False       # per-run tqdm bar
     trackers: tuple = ()         # this process's trackers (scalefit.train.tracking)
 
@@ -47,8 +48,8 @@ class RunContext:
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """``train-<sha256[:12]>`` of the training code: every ``scalefit/train/*.py`` (names and
-    bytes, sorted). Unlike git HEAD it moves only when the code that trains a cell does, and it
-    needs no git checkout. (Runs recorded before this rule carry ``git describe`` values.)"""
+    bytes, sorted). Unlike git HEAD it moves only when the code that trains a run does, and it
+    needs no git checkout. (Older result files may carry ``git describe`` values instead.)"""
     h = hashlib.sha256()
     for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
@@ -78,16 +79,17 @@ def evaluate(model, corpus, seq_len: int, eval_tokens: int, device, autocast, ba
     return total / n
 
 
-def training_function(cell: dict, ctx: RunContext) -> dict:
-    """Train one cell (``Cell.as_dict()``), resuming from its checkpoint if there is one.
+def training_function(run: dict, ctx: RunContext) -> dict:
+    """Train one run (``Run.as_dict()``), resuming from its checkpoint if there is one.
     Returns the result dict (also written to ``result.json`` by the main process)."""
     t_start = time.perf_counter()
-    cfg, run, meta = cell["config"], cell["run"], cell["meta"]
-    acc, d = ctx.accelerator, Path(ctx.cell_dir)
+    run_id = _run_id(run)
+    cfg, cadences, meta = run["config"], run["run"], run["meta"]
+    acc, d = ctx.accelerator, Path(ctx.run_dir)
     device, rank, world, is_main = _device_info(acc)
     if not ctx.ddp:
-        rank, world = 0, 1  # sharded mode: this process trains the cell alone
-    writer = is_main or not ctx.ddp  # the process that owns the cell's files
+        rank, world = 0, 1  # sharded mode: this process trains the run alone
+    writer = is_main or not ctx.ddp  # the process that owns the run's files
 
     corpus = load_corpus(cfg["data"])
     torch.manual_seed(cfg["seed"])  # same init on every rank
@@ -108,7 +110,7 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
         torch.backends.cudnn.allow_tf32 = False
     autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
                                  enabled=bf16) if bf16 else contextlib.nullcontext
-    probe = WeightProbe(raw, every=run["probe_every"], dense_until=run["probe_dense_until"])
+    probe = WeightProbe(raw, every=cadences["probe_every"], dense_until=cadences["probe_dense_until"])
 
     # ---- resume ---------------------------------------------------------------------------
     start, losses, elapsed, probe_s = 0, [], 0.0, 0.0
@@ -126,7 +128,7 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
     bar = None
     if ctx.progress and writer:
         from tqdm.auto import tqdm
-        bar = tqdm(total=steps, initial=start, desc=cell["cell_id"][:8], position=acc.process_index if acc else 0, leave=False, dynamic_ncols=True)
+        bar = tqdm(total=steps, initial=start, desc=run_id[:8], position=acc.process_index if acc else 0, leave=False, dynamic_ncols=True)
     status, pending = "ok", []
     t0 = time.perf_counter()
     step = start
@@ -153,7 +155,7 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
         pending.append(loss.detach())
         step += 1
 
-        if step % run["log_every"] == 0 or step == steps:
+        if step % cadences["log_every"] == 0 or step == steps:
             chunk = torch.stack(pending).float()
             if ctx.ddp and world > 1:  # every rank must take the same divergence decision
                 chunk = acc.reduce(chunk, reduction="mean")
@@ -165,15 +167,15 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
                 bar.set_postfix(loss=f"{chunk[-1]:.3f}", lr=f"{cfg['lr'] * s:.2e}")
             if writer:
                 for t in ctx.trackers:
-                    t.log({f"{cell['cell_id']}/train_loss": chunk[-1], f"{cell['cell_id']}/lr_mult": s}, step=step)
-            if not all(map(math.isfinite, chunk)) or np.mean(chunk) > run["divergence_factor"] * losses[0]:
+                    t.log({f"{run_id}/train_loss": chunk[-1], f"{run_id}/lr_mult": s}, step=step)
+            if not all(map(math.isfinite, chunk)) or np.mean(chunk) > cadences["divergence_factor"] * losses[0]:
                 status = "diverged"
                 break
-            if run["checkpoint_every"] and step % run["checkpoint_every"] == 0 and step < steps and writer:
+            if cadences["checkpoint_every"] and step % cadences["checkpoint_every"] == 0 and step < steps and writer:
                 save_checkpoint(ckpt_path, dict(
                     model=raw.state_dict(), optimizer=optimizer.state_dict(), step=step, losses=losses,
                     probe=probe.records, rng=torch.get_rng_state(), probe_s=probe_s,
-                    train_s=elapsed + time.perf_counter() - t0, cell_id=cell["cell_id"]))
+                    train_s=elapsed + time.perf_counter() - t0, run_id=run_id))
     if device.type == "cuda":
         torch.cuda.synchronize()
     train_s = elapsed + time.perf_counter() - t0
@@ -192,7 +194,7 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
     agg["equilibration_number"] = 2 * wd * cfg["lr"] * sum(lr_at(t) for t in range(steps))
     m = cfg["model"]
     result = dict(
-        cell_id=cell["cell_id"], status=status,
+        run_id=run_id, status=status,
         n_params=meta["n_params"], n_params_total=meta["n_params_total"], n_tokens=meta["n_tokens"],
         batch_size=meta["tokens_per_step"], lr=cfg["lr"], eff_lr=agg.pop("eff_lr"),
         weight_decay=wd, optimizer=cfg["optimizer"], schedule=sched["kind"], warmup=sched["warmup"],
@@ -219,16 +221,16 @@ def training_function(cell: dict, ctx: RunContext) -> dict:
         tmp = d / f".{store.TRAJECTORY}.{os.getpid()}.tmp"
         traj.to_parquet(tmp, index=False)
         os.replace(tmp, d / store.TRAJECTORY)
-        store.write_json_atomic(d / store.RESULT, result)  # the commit point: cell is finished
-        if not run["keep_checkpoint"] and ckpt_path.exists():
+        store.write_json_atomic(d / store.RESULT, result)  # the commit point: the run is finished
+        if not cadences["keep_checkpoint"] and ckpt_path.exists():
             ckpt_path.unlink()
     return result
 
 
-def failure_result(cell: dict, exc: BaseException) -> dict:
-    """result.json content for a run that raised (re-run with ``--retry-failed``)."""
-    meta, cfg = cell["meta"], cell["config"]
-    return dict(cell_id=cell["cell_id"], status="failed", error=repr(exc),
+def failure_result(run: dict, exc: BaseException) -> dict:
+    """result.json content for a run (``Run.as_dict()``) that raised (re-run with ``--retry-failed``)."""
+    meta, cfg = run["meta"], run["config"]
+    return dict(run_id=_run_id(run), status="failed", error=repr(exc),
                 traceback=traceback.format_exc(), n_params=meta["n_params"],
                 n_params_total=meta["n_params_total"], n_tokens=meta["n_tokens"],
                 batch_size=meta["tokens_per_step"], lr=cfg["lr"], eff_lr=None,
@@ -237,6 +239,11 @@ def failure_result(cell: dict, exc: BaseException) -> dict:
                 final_loss=None, loss_kind="val", train_loss_smoothed=None, steps=0,
                 ladder=meta["ladder"], size=meta["size"], grid=meta["grid"],
                 host=socket.gethostname(), code_version=code_version(), finished_at=time.time())
+
+
+def _run_id(run: dict) -> str:
+    """The id of a ``Run.as_dict()`` (a ``config.json`` written before the rename says ``cell_id``)."""
+    return run[RUN_ID] if RUN_ID in run else run[LEGACY_RUN_ID]
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

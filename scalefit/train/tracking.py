@@ -1,9 +1,9 @@
 """Experiment trackers from every process, not only the main one.
 
-Accelerate starts trackers on the main process only, so in sharded mode the cells of every other
-process never reached W&B / TensorBoard. Here each process opens its own run of the same tracker
+Accelerate starts trackers on the main process only, so in sharded mode the runs trained by every
+other process would never reach W&B / TensorBoard. Here each process opens its own run of the same tracker
 class (Accelerate's classes, with ``main_process_only`` turned off), named ``p<rank>``, and logs
-the cells it trains. ``jsonl`` is a built-in tracker with no dependency: one
+the runs it trains. ``jsonl`` is a built-in tracker with no dependency: one
 ``OUT/trackers/p<rank>.jsonl`` per process, a JSON object per line.
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The four-way comparison on cpu_ladder_v1's AdamW runs, backtested: nominal vs effective LR x
 extrapolation along N, along D, and the joint N,D law.
 
-    python benchmarks/four_way.py --save benchmarks/results/four_way_cpu_ladder_v1.csv
-    python benchmarks/four_way.py --from-csv benchmarks/results/four_way_cpu_ladder_v1.csv   # re-print, no fitting
-    python benchmarks/four_way.py --curvature benchmarks/results/four_way_cpu_ladder_v1_curvature.csv
+    python scripts/experiments/four_way.py --save scripts/experiments/results/four_way_cpu_ladder_v1.csv
+    python scripts/experiments/four_way.py --from-csv scripts/experiments/results/four_way_cpu_ladder_v1.csv   # re-print, no fitting
+    python scripts/experiments/four_way.py --curvature scripts/experiments/results/four_way_cpu_ladder_v1_curvature.csv
 
 Every score is in NOMINAL LR space (the LR a user sets): an effective-LR fit's draws go through
 the fitted eff_lr -> lr map (scalefit.fit.effective, its coefficient and scatter draws included).
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RUNS = REPO / "data/cpu_ladder_v1/runs.csv"
 KINDS = ("nominal", "effective")
 D_CHAIN = "D: largest budget held out, law along D (N in the scatter)"

@@ -4,7 +4,8 @@ trajectories (no re-training), and rewrite its result files and runs table.
 Grids collected before the probe counted every step once (``cpu_ladder_v1``) recorded ``eff_lr``
 and ``theta_sum`` as plain means over *probed* steps: the probe is dense for the first 20 steps
 (the early transient, where theta / s(t) is largest) and sparse after, so those values depend on
-the cadence. This rewrites every ``cells/*/result.json`` with the step-weighted aggregates of
+the cadence. This rewrites every ``runs/*/result.json`` (``cells/*/`` in an old-layout
+directory) with the step-weighted aggregates of
 :func:`scalefit.train.probe.summarize` (every step once; geometric mean over hidden matrices),
 keeps the old two values as ``eff_lr_probe_mean_v1`` / ``theta_sum_probe_mean_v1`` (never
 overwritten: running it twice is harmless), records ``eff_lr_method`` (``interpolated`` or
@@ -43,20 +44,21 @@ def recompute_result(result: dict, trajectory: pd.DataFrame) -> dict:
 
 
 def recompute_dir(out_dir: str | Path, runs_path: str | Path | None = None) -> pd.DataFrame:
-    """Rewrite every finished cell's result.json under ``out_dir`` that has a trajectory; with
-    ``runs_path``, regenerate that runs table. Returns old vs new eff_lr per cell."""
-    from scalefit.runs.harvest import collect_runs, write_runs
+    """Rewrite every finished run's result.json under ``out_dir`` that has a trajectory; with
+    ``runs_path``, regenerate that runs table. Returns old vs new eff_lr per run."""
     from scalefit.grids.store import write_json_atomic
+    from scalefit.runs.harvest import collect_runs, write_runs
+    from scalefit.runs.schema import LEGACY_RUN_ID, RUN_ID, runs_root
 
     rows = []
-    for f in sorted(Path(out_dir, "cells").glob("*/result.json")):
+    for f in sorted(runs_root(out_dir).glob("*/result.json")):
         traj = f.parent / "trajectory.parquet"
         result = json.loads(f.read_text())
         if not traj.exists() or result.get("status") == "failed":
             continue
         new = recompute_result(result, pd.read_parquet(traj))
         write_json_atomic(f, new)
-        rows.append(dict(cell_id=new["cell_id"], optimizer=new["optimizer"], lr=new["lr"],
+        rows.append(dict(run_id=new.get(RUN_ID, new.get(LEGACY_RUN_ID)), optimizer=new["optimizer"], lr=new["lr"],
                          eff_lr_v1=new[KEPT_V1["eff_lr"]], eff_lr=new["eff_lr"],
                          method=new["eff_lr_method"]))
     if runs_path is not None:
@@ -69,7 +71,7 @@ def recompute_dir(out_dir: str | Path, runs_path: str | Path | None = None) -> p
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out_dir", help="runner output directory (with cells/)")
+    ap.add_argument("out_dir", help="runner output directory (with runs/, or cells/ in the old layout)")
     ap.add_argument("--runs", help="runs table to regenerate (default: OUT_DIR/runs.csv if it exists)")
     a = ap.parse_args(argv)
     runs = a.runs or (Path(a.out_dir) / "runs.csv" if (Path(a.out_dir) / "runs.csv").exists() else None)

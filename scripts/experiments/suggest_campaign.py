@@ -16,9 +16,9 @@ its promise? Two experiments, figures printed as they finish:
 Every world and every replay shares one model structure (cells not yet swept are held out), so
 the model compiles once and every refit swaps data.
 
-    python benchmarks/suggest.py                       # 20 worlds x 3 rounds, then the replay
-    python benchmarks/suggest.py --worlds 4 --rounds 2 --no-replay
-    python benchmarks/suggest.py --from-csv benchmarks/results/suggest_campaign.csv
+    python scripts/experiments/suggest_campaign.py                       # 20 worlds x 3 rounds, then the replay
+    python scripts/experiments/suggest_campaign.py --worlds 4 --rounds 2 --no-replay
+    python scripts/experiments/suggest_campaign.py --from-csv scripts/experiments/results/suggest_campaign.csv
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEPLAW = REPO.parent / "shared" / "data" / "steplaw_moe" / "runs.csv"
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = REPO / "scripts" / "experiments" / "results"
 
 SIZES = tuple(float(round(v)) for v in np.geomspace(2e6, 128e6, 7))
 BUDGETS = (2e8, 4e8, 8e8, 1.6e9)

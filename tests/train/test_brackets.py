@@ -39,18 +39,18 @@ GRID = """
 
 
 def _fake(out, spec, losses: dict, status: dict | None = None):
-    """Write result.json for the cells of lattice index k (no training: the rule is what's tested)."""
-    for c in spec.cells + brackets.load(spec, out):
+    """Write result.json for the runs of lattice index k (no training: the rule is what's tested)."""
+    for c in spec.runs + brackets.load(spec, out):
         k = c.meta["lr_k"]
         if k in losses:
-            d = store.cell_dir(out, c.id)
+            d = store.run_dir(out, c.id)
             d.mkdir(parents=True, exist_ok=True)
             store.write_json_atomic(d / store.RESULT, {"status": (status or {}).get(k, "ok"),
                                                        "final_loss": losses[k]})
 
 
 def _grow(spec, out):
-    """Extend once; the added cells' ks."""
+    """Extend once; the added runs' ks."""
     return sorted(c.meta["lr_k"] for c in brackets.extend(spec, out))
 
 
@@ -98,7 +98,7 @@ def test_rule_edges_cap_divergence_cliff_and_failures(spec, tmp_path):
 
 def _collect(grid, out):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(REPO / "runners" / "collect.py"), str(grid), "--out", str(out),
+    return subprocess.Popen([sys.executable, str(REPO / "runners" / "train_grid.py"), str(grid), "--out", str(out),
                              "--cpu"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -106,7 +106,7 @@ def _collect(grid, out):
 def test_micro_grid_with_its_optimum_above_the_window_gets_bracketed(tmp_path):
     """Window 1e-4..2e-4 for a micro model whose best LR is ~1e-2: two workers share the
     directory, widen the window upwards one octave at a time until the best LR is interior,
-    never train a cell twice, and a restart adds nothing."""
+    never train a run twice, and a restart adds nothing."""
     grid = write_grid(tmp_path / "grid.toml", GRID)
     out = tmp_path / "out"
     procs = [_collect(grid, out) for _ in range(2)]
@@ -116,17 +116,17 @@ def test_micro_grid_with_its_optimum_above_the_window_gets_bracketed(tmp_path):
     rec = json.loads((out / "brackets.json").read_text())["extensions"]
     ks = [r["k"] for r in rec]
     assert ks == list(range(2, 2 + len(ks))) and {r["side"] for r in rec} == {"high"}  # no duplicates
-    results = {c.meta["lr_k"]: store.read_json(store.cell_dir(out, c.id) / store.RESULT)
-               for c in spec.cells + brackets.load(spec, out)}
+    results = {c.meta["lr_k"]: store.read_json(store.run_dir(out, c.id) / store.RESULT)
+               for c in spec.runs + brackets.load(spec, out)}
     assert sorted(results) == list(range(0, 2 + len(ks)))
     best = min((r["final_loss"], k) for k, r in results.items() if r["status"] == "ok")[1]
     top = max(results)
     assert 2 <= best < top and len(ks) < 9  # bracketed from inside the cap, optimum above the old window
     trained = Counter(line.split()[1] for o, _ in logs for line in o.splitlines() if line.startswith("[p0] ")
                       and "->" in line)
-    assert set(trained.values()) == {1} and len(trained) == len(results)  # every cell trained once
+    assert set(trained.values()) == {1} and len(trained) == len(results)  # every run trained once
     again = _collect(grid, out)
     o, e = again.communicate(timeout=120)
     n = len(results)
-    assert again.returncode == 0 and f"{n} cells, {n} already done" in o and "[p0]" not in o, o + e
+    assert again.returncode == 0 and f"{n} runs, {n} already done" in o and "[p0]" not in o, o + e
     assert json.loads((out / "brackets.json").read_text())["extensions"] == rec

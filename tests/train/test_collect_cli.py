@@ -21,16 +21,16 @@ def _fake_out(tmp_path):
     rows = []
     for i, (lr, status, loss) in enumerate([(1e-3, "ok", 3.1), (3e-3, "ok", 3.0), (1e-2, "ok", 3.2),
                                             (1e-1, "diverged", None), (3e-2, "failed", None)]):
-        r = dict(cell_id=f"{i:016x}", status=status, n_params=24736, n_params_total=33952,
+        r = dict(run_id=f"{i:016x}", status=status, n_params=24736, n_params_total=33952,
                  n_tokens=25600, batch_size=256, lr=lr, eff_lr=None if loss is None else 10 * lr,
                  weight_decay=0.1, optimizer="adamw", schedule="cosine", warmup=10, seed=0,
                  final_loss=loss, loss_kind="val", train_loss_smoothed=loss, steps=100,
                  traceback="long text" if status == "failed" else None, wall_s=1.0)
-        d = out / "cells" / r["cell_id"]
+        d = out / "runs" / r["run_id"]
         d.mkdir(parents=True)
         store.write_json_atomic(d / "result.json", r)
         rows.append(r)
-    (out / "cells" / "ffffffffffffffff").mkdir()  # a pending cell: not a row
+    (out / "runs" / "ffffffffffffffff").mkdir()  # a pending run: not a row
     return out
 
 
@@ -40,13 +40,13 @@ def test_collect_writes_contract_columns(tmp_path, capsys):
         assert cli_main(["collect", str(out), "-o", str(tmp_path / name)]) == 0
         df = pd.read_csv(tmp_path / name) if name.endswith("csv") else pd.read_parquet(tmp_path / name)
         assert list(df.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
-        assert len(df) == 5 and df.cell_id.is_unique and "traceback" not in df
+        assert len(df) == 5 and df.run_id.is_unique and "traceback" not in df
         assert sorted(df.status) == ["diverged", "failed", "ok", "ok", "ok"]
         assert np.isnan(df.loc[df.status == "diverged", "final_loss"]).all()
     assert "wrote 5 runs" in capsys.readouterr().out
     assert cli_main(["collect", str(out), "-o", str(tmp_path / "runs.xlsx")]) == 2
     assert cli_main(["collect", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r.csv")]) == 2
-    assert "no cells/ directory" in capsys.readouterr().err
+    assert "no runs/ directory" in capsys.readouterr().err
 
 
 def test_collected_table_loads_in_the_fit_side(tmp_path):
@@ -59,16 +59,16 @@ def test_collected_table_loads_in_the_fit_side(tmp_path):
     assert len(runs.runs) == 4
 
 
-def test_grid_plan_lists_cells_flops_and_status(tmp_path, capsys):
+def test_grid_plan_lists_runs_flops_and_status(tmp_path, capsys):
     spec = load_spec(REPO / "runners/grids/micro.toml")
     out = tmp_path / "out"
-    done = spec.cells[0]
-    d = store.cell_dir(out, done.id)
+    done = spec.runs[0]
+    d = store.run_dir(out, done.id)
     d.mkdir(parents=True)
     store.write_json_atomic(d / "result.json", {"status": "ok"})
     assert cli_main(["grid", "plan", str(REPO / "runners/grids/micro.toml"), "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert all(c.id in text for c in spec.cells)
+    assert all(c.id in text for c in spec.runs)
     line = next(ln for ln in text.splitlines() if done.id in ln)
     assert line.split()[-1] == "ok" and f"{done.meta['flops']:.3g}" in line
     assert "pending: 5" in text and "ok: 1" in text

@@ -22,7 +22,7 @@ ACCELERATE = Path(sys.executable).parent / "accelerate"
 # DESIGN.md "Stack facts": `--cpu --num_processes 2` starts ONE process; this starts two (gloo).
 LAUNCH = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
-          str(REPO / "runners" / "collect.py")]
+          str(REPO / "runners" / "train_grid.py")]
 
 
 def _env():
@@ -58,7 +58,7 @@ GRID = """
 """
 
 
-def test_two_process_launch_runs_every_cell_once(tmp_path):
+def test_two_process_launch_trains_every_run_once(tmp_path):
     grid = write_grid(tmp_path / "grid.toml", GRID)
     out = tmp_path / "out"
     spec = load_spec(grid)
@@ -66,11 +66,11 @@ def test_two_process_launch_runs_every_cell_once(tmp_path):
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
     ran = _ran_ids(p.stdout)
-    assert set(ran) == {c.id for c in spec.cells} and set(ran.values()) == {1}, p.stdout
+    assert set(ran) == {c.id for c in spec.runs} and set(ran.values()) == {1}, p.stdout
     assert {m for m in re.findall(r"^\[p(\d)\]", p.stdout, flags=re.M)} == {"0", "1"}  # both worked
     assert "2 process(es)" in p.stdout
     df = collect_runs(out)
-    assert len(df) == len(spec.cells) == 6 and df.cell_id.is_unique
+    assert len(df) == len(spec.runs) == 6 and df.run_id.is_unique
     assert (df.status == "ok").all() and df.final_loss.notna().all() and df.eff_lr.gt(0).all()
     # a second launch finds everything done and re-runs nothing
     p2 = subprocess.run(LAUNCH + [str(grid), "--out", str(out), "--cpu"], env=_env(), cwd=tmp_path,
@@ -96,31 +96,31 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _early_checkpoint(d: Path, cell) -> bool:
+def _early_checkpoint(d: Path, run) -> bool:
     """A checkpoint in the first half of an unfinished run (so it is still mid-run at the kill)."""
     try:
         step = torch.load(d / "checkpoint.pt", weights_only=False)["step"]
     except (FileNotFoundError, EOFError, RuntimeError):
         return False
-    return not (d / "result.json").exists() and step <= cell.config["steps"] // 2
+    return not (d / "result.json").exists() and step <= run.config["steps"] // 2
 
 
 def test_ddp_mode_matches_a_single_process_run(tmp_path):
-    """--ddp: both processes train each cell on halves of the same global batch."""
+    """--ddp: both processes train each run on halves of the same global batch."""
     from scalefit.train.run import RunContext, training_function
 
     grid = write_grid(tmp_path / "grid.toml", GRID.replace('sizes = ["u16", "u32"]', 'sizes = ["u16"]')
                       .replace('optimizer = ["adamw", "adamh"]', 'optimizer = "adamw"')
                       .replace("values = [1e-3, 1e-2]", "values = [3e-3]"))
-    (cell,) = load_spec(grid).cells
+    (run,) = load_spec(grid).runs
     out = tmp_path / "out"
     p = subprocess.run(LAUNCH + [str(grid), "--out", str(out), "--cpu", "--ddp"], env=_env(), cwd=tmp_path,
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
-    ddp = json.loads((out / "cells" / cell.id / "result.json").read_text())
+    ddp = json.loads((out / "runs" / run.id / "result.json").read_text())
     (tmp_path / "single").mkdir()
-    single = training_function(cell.as_dict(), RunContext(cell_dir=tmp_path / "single"))
+    single = training_function(run.as_dict(), RunContext(run_dir=tmp_path / "single"))
     assert ddp["ddp_processes"] == 2 and single["ddp_processes"] == 1
-    assert ddp["steps"] == single["steps"] == cell.config["steps"]
+    assert ddp["steps"] == single["steps"] == run.config["steps"]
     assert ddp["final_loss"] == pytest.approx(single["final_loss"], abs=2e-3)
     assert ddp["eff_lr"] == pytest.approx(single["eff_lr"], rel=1e-2)

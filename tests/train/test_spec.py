@@ -11,46 +11,46 @@ from runner_helpers import BASE, REPO
 
 def test_expand_micro_grid_ids_are_hashes_of_canonical_config():
     spec = load_spec(REPO / "runners/grids/micro.toml")
-    ids = [c.id for c in spec.cells]
+    ids = [c.id for c in spec.runs]
     assert len(ids) == len(set(ids)) == 2 * (2 + 1)  # 2 sizes x (2 AdamW LRs + 1 AdamH LR)
-    for c in spec.cells:
+    for c in spec.runs:
         assert c.id == canonical_hash(c.config)
         assert c.meta["n_tokens"] == c.config["steps"] * c.meta["tokens_per_step"]
         assert json.loads(json.dumps(c.as_dict())) == c.as_dict()  # JSON-clean
-    assert {c.config["optimizer"] for c in spec.cells} == {"adamw", "adamh"}
-    assert all(c.config["weight_decay"] == 0 for c in spec.cells if c.config["optimizer"] == "adamh")
+    assert {c.config["optimizer"] for c in spec.runs} == {"adamw", "adamh"}
+    assert all(c.config["weight_decay"] == 0 for c in spec.runs if c.config["optimizer"] == "adamh")
     # same spec -> same ids; cadences are not part of the id
     again = load_spec(REPO / "runners/grids/micro.toml")
-    assert [c.id for c in again.cells] == ids
+    assert [c.id for c in again.runs] == ids
 
 
 def test_cpu_ladder_grid_shape():
     spec = load_spec(REPO / "runners/grids/cpu_ladder.toml")
-    sizes = {c.meta["size"] for c in spec.cells}
-    budgets = {c.meta["n_tokens"] for c in spec.cells if c.meta["size"] == "c48"}
-    lrs = {c.config["lr"] for c in spec.cells if c.config["optimizer"] == "adamw"}
+    sizes = {c.meta["size"] for c in spec.runs}
+    budgets = {c.meta["n_tokens"] for c in spec.runs if c.meta["size"] == "c48"}
+    lrs = {c.config["lr"] for c in spec.runs if c.config["optimizer"] == "adamw"}
     assert len(sizes) >= 5 and len(budgets) >= 3 and len(lrs) >= 7
     ratios = sorted(lrs)
     assert all(abs(b / a - 2 ** 0.5) < 1e-3 for a, b in zip(ratios, ratios[1:]))  # half-octaves
-    n = sorted({c.meta["n_params"] for c in spec.cells})
+    n = sorted({c.meta["n_params"] for c in spec.runs})
     assert 4e4 < n[0] and n[-1] < 1.1e6
 
 
 def test_gpt2_ladder_spans_22m_to_707m():
     spec = load_spec(REPO / "runners/grids/gpt2_ladder.toml")
-    n = sorted({c.meta["n_params"] for c in spec.cells})
+    n = sorted({c.meta["n_params"] for c in spec.runs})
     assert 21e6 < n[0] < 23e6 and 700e6 < n[-1] < 715e6
 
 
 def test_tokens_per_param_budget(grid_file):
     spec = load_spec(grid_file(BASE.replace("absolute = [12800]", "per_param = [2]")))
-    (c,) = spec.cells
+    (c,) = spec.runs
     assert abs(c.meta["n_tokens"] - 2 * c.meta["n_params"]) <= c.meta["tokens_per_step"] / 2
 
 
 def test_lr_range_is_log_spaced(grid_file):
     spec = load_spec(grid_file(BASE.replace("values = [3e-3]", "min = 1e-3\n    max = 8e-3\n    per_octave = 2")))
-    lrs = sorted(c.config["lr"] for c in spec.cells)
+    lrs = sorted(c.config["lr"] for c in spec.runs)
     assert len(lrs) == 7 and lrs[0] == 1e-3 and lrs[-1] == 8e-3
 
 
@@ -140,24 +140,24 @@ SWEEPS = """
 def test_sweep_blocks_union_windows_and_priority(grid_file):
     spec = load_spec(grid_file(SWEEPS))
     key = lambda c: (c.meta["size"], c.meta["n_tokens"] // 256, c.config["seed"], c.meta["lr_k"])  # noqa: E731
-    got = sorted(map(key, spec.cells))
+    got = sorted(map(key, spec.runs))
     main = [(s, st, 0, k) for s in ("u16", "u32") for st in (50, 100) for k in range(3)
             if (s, st) != ("u32", 100)] + [("u32", 100, 0, k) for k in range(1, 5)]
     repeats = [("u16", 50, seed, k) for seed in (0, 1) for k in range(1, 4)]
     assert got == sorted(set(main) | set(repeats))  # u16 @ 12800, seed 0, k=1,2 listed twice: once here
-    assert len({c.id for c in spec.cells}) == len(spec.cells)
-    for c in spec.cells:
+    assert len({c.id for c in spec.runs}) == len(spec.runs)
+    for c in spec.runs:
         assert c.config["lr"] == float(f"{1e-3 * 2 ** (c.meta['lr_k'] / 2):.4g}")
-    shared = [c for c in spec.cells if key(c)[0] == "u16" and key(c)[1] == 50 and key(c)[2] == 0 and key(c)[3] in (1, 2)]
-    assert {c.meta["sweep"] for c in shared} == {"repeats"}  # the higher priority owns shared cells
+    shared = [c for c in spec.runs if key(c)[0] == "u16" and key(c)[1] == 50 and key(c)[2] == 0 and key(c)[3] in (1, 2)]
+    assert {c.meta["sweep"] for c in shared} == {"repeats"}  # the higher priority owns shared runs
     order = spec.ordered()
     assert [c.meta["priority"] for c in order] == sorted((c.meta["priority"] for c in order), reverse=True)
 
 
-def test_moving_a_window_keeps_the_ids_of_cells_it_still_covers(grid_file):
-    a = {c.meta["lr_k"]: c.id for c in load_spec(grid_file(SWEEPS)).cells
+def test_moving_a_window_keeps_the_ids_of_runs_it_still_covers(grid_file):
+    a = {c.meta["lr_k"]: c.id for c in load_spec(grid_file(SWEEPS)).runs
          if c.meta["sweep"] == "main" and c.meta["size"] == "u32" and c.meta["n_tokens"] == 25600}
-    b = {c.meta["lr_k"]: c.id for c in load_spec(grid_file(SWEEPS.replace("k = [1, 4]", "k = [3, 6]"))).cells
+    b = {c.meta["lr_k"]: c.id for c in load_spec(grid_file(SWEEPS.replace("k = [1, 4]", "k = [3, 6]"))).runs
          if c.meta["sweep"] == "main" and c.meta["size"] == "u32" and c.meta["n_tokens"] == 25600}
     assert sorted(a) == [1, 2, 3, 4] and sorted(b) == [3, 4, 5, 6]
     assert a[3] == b[3] and a[4] == b[4]
@@ -179,11 +179,11 @@ def test_bad_sweep_blocks_name_the_field(grid_file, old, new, field):
         load_spec(path)
 
 
-def test_cpu_ladder_v1_spec_reproduces_every_shipped_cell_id():
+def test_cpu_ladder_v1_spec_reproduces_every_shipped_run_id():
     spec = load_spec(REPO / "runners/grids/cpu_ladder_v1.toml")
     shipped = json.loads((REPO / "data/cpu_ladder_v1/grid.json").read_text())["cells"]
-    assert sorted(c.id for c in spec.cells) == sorted(shipped) and len(shipped) == 198
-    for c in spec.cells:  # and the configs themselves, byte for byte
+    assert sorted(c.id for c in spec.runs) == sorted(shipped) and len(shipped) == 198
+    for c in spec.runs:  # and the configs themselves, byte for byte
         on_disk = json.loads((REPO / "data/cpu_ladder_v1/cells" / c.id / "config.json").read_text())
         assert on_disk["config"] == c.config
 
@@ -193,15 +193,15 @@ def test_decay_embeddings_default_keeps_ids_and_false_changes_only_adamw(grid_fi
     omitted = load_spec(grid_file(base))
     explicit = load_spec(grid_file(base.replace("[data]", "[optim]\n    decay_embeddings = true\n    [data]")))
     off = load_spec(grid_file(base.replace("[data]", "[optim]\n    decay_embeddings = false\n    [data]")))
-    ids = lambda s: {c.config["optimizer"]: c.id for c in s.cells}  # noqa: E731
+    ids = lambda s: {c.config["optimizer"]: c.id for c in s.runs}  # noqa: E731
     assert ids(omitted) == ids(explicit)
     assert ids(off)["adamh"] == ids(omitted)["adamh"] and ids(off)["adamw"] != ids(omitted)["adamw"]
     torch = pytest.importorskip("torch")
     from scalefit.train.gpt import GPT, GPTConfig
     from scalefit.train.optim import build_optimizer
 
-    (aw_off,) = [c for c in off.cells if c.config["optimizer"] == "adamw"]
-    (aw_on,) = [c for c in omitted.cells if c.config["optimizer"] == "adamw"]
+    (aw_off,) = [c for c in off.runs if c.config["optimizer"] == "adamw"]
+    (aw_on,) = [c for c in omitted.runs if c.config["optimizer"] == "adamw"]
     m = GPT(GPTConfig(vocab_size=256, **aw_on.config["model"]))
     decayed = lambda cfg: {id(p) for g in build_optimizer(m, cfg).param_groups  # noqa: E731
                            if g["weight_decay"] > 0 for p in g["params"]}

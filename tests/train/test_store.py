@@ -1,4 +1,4 @@
-"""Claims: exclusive, stale ones taken over, finished cells never claimed."""
+"""Claims: exclusive, stale ones taken over, finished runs never claimed."""
 import json
 import os
 import socket
@@ -40,10 +40,10 @@ def test_claims(tmp_path):
 def _walk(root, n, barrier, q):
     won = []
     for i in range(n):
-        barrier.wait()  # lockstep: every process reaches cell i before anyone moves on
+        barrier.wait()  # lockstep: every process reaches run i before anyone moves on
         if store.try_claim(root / f"c{i}", lease_s=600.0):
             won.append(i)
-    # stay alive until every contender has judged the last cell: a claim whose owner has exited is
+    # stay alive until every contender has judged the last run: a claim whose owner has exited is
     # rightly taken over (CI once saw c999 won twice when its first winner exited early)
     barrier.wait()
     q.put(won)
@@ -67,11 +67,12 @@ def _contend(root, n, k):
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize("expired", [False, True], ids=["fresh", "expired_leases"])
-def test_four_processes_in_lockstep_claim_every_cell_exactly_once(tmp_path, expired):
-    """The old store double-claimed 35 of 1,000 fresh cells (an empty, just-created claim read as
-    stale) and 16 of 1,000 expired ones (check-then-rename takeover) with 4 processes here."""
+def test_four_processes_in_lockstep_claim_every_run_exactly_once(tmp_path, expired):
+    """Four processes in lockstep over 1,000 run directories: each is claimed exactly once. The two
+    races this guards against: an empty, just-created claim read as stale (fresh directories), and
+    a check-then-rename takeover of an expired claim won by two contenders (expired leases)."""
     n = 1000
-    if expired:  # every cell holds a claim from another host whose lease ran out an hour ago
+    if expired:  # every run holds a claim from another host whose lease ran out an hour ago
         old = time.time() - 3600
         for i in range(n):
             d = tmp_path / f"c{i}"
@@ -79,8 +80,8 @@ def test_four_processes_in_lockstep_claim_every_cell_exactly_once(tmp_path, expi
             (d / "claim").write_text(json.dumps({"host": "elsewhere", "pid": 1, "time": 0}))
             os.utime(d / "claim", (old, old))
     counts, won = _contend(tmp_path, n, 4)
-    assert sorted(counts) == list(range(n)), "some cell was claimed by nobody"
-    assert max(counts.values()) == 1, f"{sum(v > 1 for v in counts.values())} cells claimed twice"
+    assert sorted(counts) == list(range(n)), "some run was claimed by nobody"
+    assert max(counts.values()) == 1, f"{sum(v > 1 for v in counts.values())} runs claimed twice"
     assert sum(len(w) > 0 for w in won) >= 2  # contention was real, not one process running alone
     assert not list(tmp_path.glob("c*/.takeover.*")) and not list(tmp_path.glob("c*/.*.tmp"))
 
@@ -112,7 +113,7 @@ def test_heartbeat_thread_keeps_a_claim_alive_while_the_loop_is_busy(tmp_path):
     assert (d / "claim").exists()
 
 
-def test_claiming_a_cell_sweeps_a_dead_owners_leftovers(tmp_path):
+def test_claiming_a_run_sweeps_a_dead_owners_leftovers(tmp_path):
     d = tmp_path / "c"
     d.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
@@ -126,7 +127,7 @@ def test_claiming_a_cell_sweeps_a_dead_owners_leftovers(tmp_path):
     assert not any(f.exists() for f in left) and (d / "checkpoint.pt").exists()
 
 
-def test_planning_sweeps_leftovers_of_finished_cells_only(tmp_path):
+def test_planning_sweeps_leftovers_of_finished_runs_only(tmp_path):
     from scalefit.train.shard import write_plan
     from scalefit.grids.spec import load_spec
 
@@ -134,7 +135,7 @@ def test_planning_sweeps_leftovers_of_finished_cells_only(tmp_path):
 
     spec = load_spec(REPO / "runners/grids/micro.toml")
     write_plan(tmp_path, spec)
-    done, busy = (store.cell_dir(tmp_path, c.id) for c in spec.cells[:2])
+    done, busy = (store.run_dir(tmp_path, c.id) for c in spec.runs[:2])
     store.write_json_atomic(done / "result.json", {"status": "ok"})
     assert store.try_claim(busy, lease_s=600)
     for d in (done, busy):

@@ -46,7 +46,7 @@ def test_a_budget_below_every_candidate_is_a_clear_error(default_fit, tmp_path):
         suggest(default_fit, *TARGET, budget=10.0, candidates=[Candidate(64e6, 4e8, flops_per_run=1e15)])
     fit_file = tmp_path / "fit.nc"
     default_fit.save(fit_file)
-    out = subprocess.run([sys.executable, "-m", "scalefit.cli.main", "suggest", str(fit_file), "--n-params", "128M",
+    out = subprocess.run([sys.executable, "-m", "scalefit.cli", "suggest", str(fit_file), "--n-params", "128M",
                           "--n-tokens", "4e8", "--budget", "1e9"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "below the cheapest candidate" in out.stderr and "Traceback" not in out.stderr
@@ -103,7 +103,7 @@ def test_the_cli_writes_a_plannable_spec_and_asks_for_the_recipe_when_the_fit_na
 
     fit_file = tmp_path / "fit.nc"
     default_fit.save(fit_file)
-    base = [sys.executable, "-m", "scalefit.cli.main", "suggest", str(fit_file), "--n-params", "128M",
+    base = [sys.executable, "-m", "scalefit.cli", "suggest", str(fit_file), "--n-params", "128M",
             "--n-tokens", "4e8", "--budget", "1e19", "--tokens", "4e8", "8e8"]
     out = subprocess.run(base + ["-o", str(tmp_path / "a.toml")], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2 and "--spec" in out.stderr and not (tmp_path / "a.toml").exists()

@@ -9,7 +9,7 @@ from scalefit.runs.table import (REQUIRED_COLUMNS, Problem, RunsTable, RunsTable
                            validate)
 
 FIX = Path(__file__).parent / "fixtures" / "grid"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 GOOD = FIX / "good.csv"
 HEADER = "n_params,n_tokens,lr,final_loss"

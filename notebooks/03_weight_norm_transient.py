@@ -47,10 +47,12 @@ import numpy as np
 import pandas as pd
 import tomli_w  # in the dev extra, with jupytext and matplotlib
 
-from scalefit.report import plots
-from scalefit.runs.schema import runs_root
+sys.path.insert(0, str(next(p for p in (Path.cwd(), Path.cwd() / "notebooks") if (p / "nbsetup.py").exists())))
+from nbsetup import FAST, ROOT, settings  # noqa: E402
 
-ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
+from scalefit.report import plots  # noqa: E402
+from scalefit.runs.schema import runs_root  # noqa: E402
+
 WORK = Path(tempfile.mkdtemp(prefix="scalefit_nb03_"))
 print("runs go to", WORK)
 

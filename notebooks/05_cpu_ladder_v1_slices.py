@@ -25,25 +25,20 @@
 # fits the first slice only.
 
 # %%
-import os
+import sys
+import warnings
 from pathlib import Path
 
-ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
-os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
+sys.path.insert(0, str(next(p for p in (Path.cwd(), Path.cwd() / "notebooks") if (p / "nbsetup.py").exists())))
+from nbsetup import FAST, ROOT, settings  # noqa: E402
 
-from scalefit.inference.sampling import SamplerSettings
-
-import warnings
 
 import numpy as np
 import pandas as pd
 
-from scalefit.model.config import ModelConfig
-from scalefit.fit.core import fit_runs
-from scalefit.runs.table import load_runs
+from scalefit import ModelConfig, fit_runs, load_runs
 
-FAST = bool(os.environ.get("SCALEFIT_FAST"))
-SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings(draws=3000)
+SETTINGS = settings(draws=3000)
 RUNS = ROOT / "data" / "cpu_ladder_v1" / "runs.csv"
 
 

@@ -31,12 +31,12 @@
 
 # %%
 # %matplotlib inline
-import os
+import sys
 import warnings
 from pathlib import Path
 
-ROOT = Path.cwd() if (Path.cwd() / "pyproject.toml").exists() else Path.cwd().parent
-os.environ.setdefault("SCALEFIT_CACHE", str(ROOT / ".cache"))
+sys.path.insert(0, str(next(p for p in (Path.cwd(), Path.cwd() / "notebooks") if (p / "nbsetup.py").exists())))
+from nbsetup import FAST, ROOT, settings  # noqa: E402
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,6 @@ from scalefit.runs import equilibrium as eq
 from scalefit.grids import status as grid_status
 from scalefit.runs.schema import runs_root
 
-FAST = bool(os.environ.get("SCALEFIT_FAST"))
 GRID = ROOT / "data" / "cpu_ladder_v2_h100"
 RUNS = GRID / "runs.csv"
 runs = pd.read_csv(RUNS)
@@ -141,12 +140,9 @@ fig.tight_layout()
 # be fitted along both axes. Slope and curvature are per e-fold (natural units).
 
 # %%
-from scalefit.model.config import ModelConfig  # noqa: E402
-from scalefit.fit.core import fit_runs  # noqa: E402
-from scalefit.runs.table import load_runs  # noqa: E402
-from scalefit.inference.sampling import SamplerSettings  # noqa: E402
+from scalefit import ModelConfig, fit_runs, load_runs  # noqa: E402
 
-SETTINGS = SamplerSettings(draws=300, tune=300) if FAST else SamplerSettings(draws=2000)
+SETTINGS = settings(draws=2000)
 
 
 def per_efold(fit, axis: str) -> dict:

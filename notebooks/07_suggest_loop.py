@@ -83,11 +83,11 @@ suggestion.table()
 spec_file = Path(tempfile.mkdtemp()) / "next.toml"
 write_spec(suggestion, spec_file, base_spec=BASE_SPEC, ladder=ROOT / "models" / "cpu.toml",
            optimizer="adamw", weight_decay=0.1)
-planned = load_spec(spec_file).cells
+planned = load_spec(spec_file).runs
 print(f"{spec_file.name}: {len(planned)} runs, {sum(c.meta['flops'] for c in planned):.3g} FLOPs")
 for c in planned:
     print(f"  {c.meta['size']} D={c.meta['n_tokens']:.3g} lr={c.config['lr']:.4g} steps={c.config['steps']}")
-shipped = [c for c in load_spec(ROOT / "runners" / "grids" / "cpu_ladder_v1_suggested.toml").cells
+shipped = [c for c in load_spec(ROOT / "runners" / "grids" / "cpu_ladder_v1_suggested.toml").runs
            if c.config["seed"] == 0]
 same = sorted(c.id for c in planned) == sorted(c.id for c in shipped if c.meta["lr_k"] != 4)
 print("the batch collected in data/cpu_ladder_v1_suggested (seed 0, less the runner's extension) is "

@@ -1,7 +1,10 @@
-"""Session fixtures for the fit-side tests: one small synthetic table and one fit of it."""
+"""Fixtures shared by the test folders: a small synthetic table and one fit of it (fit side), and
+grid specs written on the fly (runner side)."""
+
+from pathlib import Path
 
 import pytest
-
+from runner_helpers import BASE, write_grid
 from sf_testing import FAST  # noqa: F401  (also points pytensor at the compile cache)
 
 
@@ -19,3 +22,11 @@ def default_fit(default_table):
     from scalefit.fit.core import fit_runs
 
     return fit_runs(default_table, ModelConfig(axis="N"), FAST)
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    """Write a grid spec (default: a tiny micro-ladder grid) whose ladder path is absolute."""
+    def make(body: str = BASE, name: str = "grid.toml") -> Path:
+        return write_grid(tmp_path / name, body)
+    return make

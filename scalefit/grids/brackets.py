@@ -15,7 +15,7 @@ valley is unknown, and ``--retry-failed`` may still fill it).
 Every extension is recorded in ``OUT/brackets.json`` (which run, which side, why, when) under a
 lock file, so workers on several hosts agree and a restart re-derives the same runs: extending
 is a function of the finished results and the record, hence idempotent. A record names its run
-``run_id`` (records written before the rename say ``cell_id``; both are read). No torch here.
+``run_id`` (older records say ``cell_id``; both are read). No torch here.
 """
 from __future__ import annotations
 

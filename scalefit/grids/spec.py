@@ -244,11 +244,6 @@ class GridSpec:
         """The lattice LR of index k (the spec must have ``[lr_lattice]``)."""
         return lattice_lr(self.lattice, k)
 
-    @property
-    def cells(self) -> list[Run]:
-        """Deprecated name of :attr:`runs` (a "cell" is the fitter's (N, D) point, not one run)."""
-        return self.runs
-
     def make_run(self, sweep: Sweep, size: str, budget: float, optimizer: str, seed: int, wd: float,
                  lr: float, k: int | None = None) -> Run:
         return _make_run(self, sweep, size, budget, optimizer, seed, wd, lr, k)

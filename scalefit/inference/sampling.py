@@ -8,6 +8,7 @@ stopping rule are on the same page, "Attempt order" and "Sampling and the stoppi
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
@@ -129,6 +130,17 @@ def _compiled(data: ModelData, config: ModelConfig):
     return compiled.with_data(**data.arrays())
 
 
+def _code_only(source: str) -> str:
+    """A module's syntax tree without docstrings or comments, so editing prose keeps the cache."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def structure_key(data: ModelData, config: ModelConfig) -> str:
     """The on-disk compiled-model cache's key for this model.
 
@@ -164,7 +176,7 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
         "config": config.to_json(), "structure": repr(data.graph_structure()),
         "arrays": {k: [np.asarray(v).dtype.str, np.ndim(v)] for k, v in data.arrays().items()},
         "versions": [pymc.__version__, pytensor.__version__, nutpie.__version__, numba.__version__, np.__version__],
-        "code": [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest()
+        "code": [hashlib.sha256(_code_only(Path(m.__file__).read_text()).encode()).hexdigest()
                  for m in (scalefit.model.data, scalefit.model.graph, scalefit.model.law, scalefit.model.valley,
                            scalefit.inference.compiled)],
     }

@@ -20,7 +20,7 @@ Per run (``trajectory.parquet``, hidden matrices at the probe cadence):
   E_stable when the relaxation law above holds, is noise-limited near the plateau (capped at
   ``TAU_CAP``), and is ``TAU_CAP`` when the run has reached or crossed the plateau.
 
-Regimes (issue 14): "inside the transient" tau_traj < 1; "past equilibrium" tau_traj > 3.
+Regimes: "inside the transient" tau_traj < 1; "past equilibrium" tau_traj > 3.
 Numpy/pandas only: no torch, no PyMC.
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def tau_traj(r0: float, r_stable: float, plateau: float) -> float:
 
 def grid_states(grid_dir: str | Path, runs: pd.DataFrame, plateau_min_E: float = PLATEAU_MIN_E) -> pd.DataFrame:
     """``run_state`` for every ok AdamW run of ``runs`` (rows need run_id, lr, weight_decay,
-    size; a table collected before the rename may name the id ``cell_id``), plus the per-size
+    size; an older table may name the id ``cell_id``), plus the per-size
     plateau and ``tau_traj``. Trajectories are read from the runner output ``grid_dir``
     (``runs/<id>/`` or the old ``cells/<id>/``)."""
     grid_dir = Path(grid_dir)

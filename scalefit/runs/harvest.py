@@ -4,7 +4,7 @@
 :func:`scalefit.runs.schema.runs_root`) -> one row per finished run (status ok, diverged or
 failed), contract columns first (`scalefit.runs.schema`), then the runner's extras (run_id,
 eff_lr_* ...). Runs still in progress or never started are left out (``scalefit grid plan`` lists
-them). A result file that names its id ``cell_id`` (the old name) gives the ``run_id`` column.
+them). A result file that names its id ``cell_id`` (older runners) gives the ``run_id`` column.
 
     scalefit collect runs/cpu -o runs/cpu.csv      # or .parquet
 """

@@ -46,7 +46,7 @@ STATUSES = ("ok", "diverged", "failed")
 
 # What the built-in runner adds after the contract columns (any trainer may add others).
 RUN_ID = "run_id"            # the runner's id of one training run (a content hash of its config)
-LEGACY_RUN_ID = "cell_id"    # the same id in result files written before the rename; read as run_id
+LEGACY_RUN_ID = "cell_id"    # the same id in older result files; read as run_id
 RUNNER_COLUMNS = [RUN_ID, "eff_lr_whole_run", "eff_lr_stable", "rel_update_eff", "theta_sum",
                   "rms_final", "t_eq", "transient_frac", "equilibration_number", "ladder", "size",
                   "d_model", "n_layer", "n_head", "seq_len", "steps_planned", "tokens_seen", "wall_s",
@@ -55,7 +55,7 @@ DROPPED_COLUMNS = ["traceback"]  # too long for a table; stays in result.json
 
 # Where a runner output directory keeps one folder per run.
 RUNS_DIR = "runs"
-LEGACY_RUNS_DIR = "cells"  # the layout of grids started before the rename (and the shipped data/)
+LEGACY_RUNS_DIR = "cells"  # the layout of older grids (and of the shipped data/), still read and resumed
 
 
 def runs_root(out: str | Path) -> Path:

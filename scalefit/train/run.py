@@ -242,7 +242,7 @@ def failure_result(run: dict, exc: BaseException) -> dict:
 
 
 def _run_id(run: dict) -> str:
-    """The id of a ``Run.as_dict()`` (a ``config.json`` written before the rename says ``cell_id``)."""
+    """The id of a ``Run.as_dict()`` (an older ``config.json`` says ``cell_id``)."""
     return run[RUN_ID] if RUN_ID in run else run[LEGACY_RUN_ID]
 
 

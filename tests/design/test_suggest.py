@@ -65,10 +65,10 @@ def test_the_written_spec_parses_and_plans_exactly_the_proposed_cells(default_fi
     out = write_spec(s, tmp_path / "next.toml", base_spec=REPO / "runners/grids/gpt2_ladder.toml",
                      ladder=REPO / "models/gpt2.toml", optimizer="adamw", weight_decay=0.1)
     spec = load_spec(out)
-    planned = sorted((c.meta["size"], c.meta["budget"], c.config["lr"]) for c in spec.cells)
+    planned = sorted((c.meta["size"], c.meta["budget"], c.config["lr"]) for c in spec.runs)
     proposed = sorted((p.size, p.n_tokens, lr) for p in s.proposals for lr in p.lrs)
     assert planned == proposed
-    assert all(c.config["optimizer"] == "adamw" and c.config["weight_decay"] == 0.1 for c in spec.cells)
+    assert all(c.config["optimizer"] == "adamw" and c.config["weight_decay"] == 0.1 for c in spec.runs)
 
 
 def test_a_sweep_centred_on_the_optimum_pins_it_better_than_one_beside_it():
@@ -116,5 +116,5 @@ def test_the_cli_writes_a_plannable_spec_and_asks_for_the_recipe_when_the_fit_na
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "b.csv")
-    assert len(spec.cells) == table["n_lrs"].sum() and table["cumulative_flops"].iloc[-1] <= 1e19
-    assert set(c.meta["size"] for c in spec.cells) == set(table["size"])
+    assert len(spec.runs) == table["n_lrs"].sum() and table["cumulative_flops"].iloc[-1] <= 1e19
+    assert set(c.meta["size"] for c in spec.runs) == set(table["size"])

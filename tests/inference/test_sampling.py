@@ -123,3 +123,13 @@ def test_attempt_order_puts_the_geometry_that_suits_the_table_first():
     assert [t for t, _, _ in attempt_order(table(5, 0.9), SamplerSettings(retry_target_accept=None))] == [0.95]
     plain = SamplerSettings(few_cells_target_accept=None)
     assert [t for t, _, _ in attempt_order(table(5, 0.9), plain)] == [0.9, 0.9, 0.99, 0.99]
+
+
+def test_the_cache_key_ignores_prose_but_not_code():
+    """Editing a docstring or a comment keeps the compiled-model cache; editing code does not."""
+    from scalefit.inference.sampling import _code_only
+
+    base = 'def f(x):\n    """Doc."""\n    return x  # why\n'
+    assert _code_only(base) == _code_only('def f(x):\n    """Another doc."""\n    return x\n')
+    assert _code_only(base) != _code_only('def f(x):\n    """Doc."""\n    return x + 1\n')
+    assert _code_only('"""Module."""\nA = 1\n') == _code_only("A = 1\n")

@@ -16,7 +16,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 pytest.importorskip("matplotlib")
 
-pytestmark = pytest.mark.slow
+
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.py"))
 NEEDS_SHARED = {"04_public_data.py"}
@@ -36,6 +36,7 @@ def test_notebooks_found():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("SCALEFIT_FAST", "1")  # the kernel inherits this environment
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
@@ -51,3 +52,11 @@ def test_notebook_runs(path, monkeypatch):
     assert list(_outputs(nb, "image/png")), f"{path.name} drew no figure"
     if path.name == "01_quickstart.py":  # real data now: the report must not claim otherwise
         assert "SYNTHETIC" not in text and "90% ETI" in text and "held-out sweeps" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_share_one_setup(path):
+    """Root, compile cache and sampler settings come from notebooks/nbsetup.py, not a copy."""
+    text = path.read_text()
+    assert "from nbsetup import" in text
+    assert "SCALEFIT_CACHE" not in text and 'os.environ.get("SCALEFIT_FAST")' not in text

@@ -53,7 +53,7 @@ def _trained(stdout: str) -> list[str]:
 
 
 def _to_old_layout(out):
-    """What the runner wrote before the rename: cells/<id>/, ``cell_id`` in the JSON files."""
+    """What older runners wrote: cells/<id>/, ``cell_id`` in the JSON files."""
     (out / "runs").rename(out / "cells")
     plan = json.loads((out / "grid.json").read_text())
     plan["cells"] = plan.pop("runs")

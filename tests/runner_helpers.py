@@ -1,10 +1,10 @@
-"""Helpers for the runner tests (imported as a top-level module: pytest puts tests/train on sys.path)."""
+"""Helpers for the runner tests (a top-level module: pyproject puts tests/ on the path)."""
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 MICRO_LADDER = REPO / "models" / "micro.toml"
 
 

@@ -91,20 +91,12 @@ def _fraction_or_none(text: str):
     return value
 
 
-def _auto_axis(table) -> str:
-    """ND when the cells vary in both N and D (>= 3 values each), else the axis that varies most."""
-    n, d = (table.cells[c].nunique() for c in ("n_params", "n_tokens"))
-    if n >= 3 and d >= 3:
-        return "ND"
-    return "N" if n >= d else "D"
-
-
 def _model_config(args, table=None):
-    from scalefit.model.config import ModelConfig
+    from scalefit.model.config import ModelConfig, auto_axis
 
     if args.config:
         return ModelConfig.from_json(args.config.read_text())
-    axis = _auto_axis(table) if args.axis == "auto" else args.axis
+    axis = auto_axis(table.cells) if args.axis == "auto" else args.axis
     if args.axis == "auto":
         print(f"law axis: {axis} (auto; pass --axis to choose)", file=sys.stderr)
     return ModelConfig(axis=axis, lr_kind=args.lr_kind, valley=args.valley, law=args.law,

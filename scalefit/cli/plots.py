@@ -121,7 +121,7 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("weights", help="hidden-matrix weight RMS vs step from runner trajectories")
     p.add_argument("paths", nargs="+", type=Path,
-                   help="run dirs (with cells/), cell dirs, or trajectory.parquet files")
+                   help="grid output dirs (with runs/ or cells/), run dirs, or trajectory.parquet files")
     p.add_argument("-o", "--output", type=Path, required=True, help="figure file (.png or .svg)")
     p.add_argument("--stat", choices=("rms", "norm"), default="rms")
     p.add_argument("--each", action="store_true", help="one line per hidden matrix instead of the median")

@@ -128,7 +128,7 @@ def write_spec(suggestion, out_path, **kwargs) -> Path:
     tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
     header = ("# Written by `scalefit suggest`: the cells expected to shrink the target's interval most per FLOP.\n"
               f"#   scalefit grid plan {out_path.name} --out DIR\n"
-              f"#   accelerate launch runners/collect.py {out_path.name} --out DIR\n")
+              f"#   accelerate launch runners/train_grid.py {out_path.name} --out DIR\n")
     tmp.write_text(header + tomli_w.dumps(raw))
     try:
         load_spec(tmp)

@@ -40,7 +40,7 @@ import pandas as pd
 
 from scalefit.model.valley import valley_rise
 from scalefit.fit.predict import (
-    _continue_walk, _scalars, _vector, check_batch_size, law_draws, law_z, walk_context)
+    check_batch_size, continue_walk, law_draws, law_z, posterior_scalars, posterior_vector, walk_context)
 from scalefit.grids.spec import lattice_lr  # the runners' LR lattice: suggested LRs match collected ones
 
 __all__ = ["suggest", "Suggestion", "Proposal", "Candidate", "SweepPlan", "format_suggestion",
@@ -326,17 +326,17 @@ def joint_draws(fit, points, batch_size=None, seed: int = 0) -> dict[str, np.nda
         loss), each (draws, points), and ``asymmetry`` (per draw; None for a quadratic valley).
     """
     rng = np.random.default_rng([seed, 2])
-    post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(fit.posterior).items()}
+    post = {k: np.asarray(v).reshape(-1) for k, v in posterior_scalars(fit.posterior).items()}
     n, k = len(post["law_intercept"]), len(points)
     z = [law_z(fit.std, fit.config, p[0], p[1], batch_size) for p in points]
     m = np.column_stack([law_draws(post, fit.config, fit.std, zi) for zi in z])
     for axis, (positions, fitted) in walk_context(fit).items():
-        values, known = _vector(fit.posterior, f"law_walk_{axis}")[:, fitted], positions[fitted]
+        values, known = posterior_vector(fit.posterior, f"law_walk_{axis}")[:, fitted], positions[fitted]
         kappa = post[f"law_discrepancy_{axis}"]
         col = 0 if axis == "N" else 1
         logs = np.log([p[col] for p in points])
         for j in np.argsort(logs, kind="stable"):  # Markov: each new point given its known neighbours
-            w = _continue_walk(values, known, kappa, logs[j], rng)
+            w = continue_walk(values, known, kappa, logs[j], rng)
             m[:, j] += w
             if not np.isclose(known, logs[j], rtol=0, atol=1e-9).any():
                 at = np.searchsorted(known, logs[j])
@@ -577,8 +577,8 @@ class SweepPlan:
 def _use_fitted_optima(fit, draws: dict, candidates, first: int = 1) -> list[int | None]:
     """A candidate that repeats a fitted cell measures that cell's own optimum again: its columns
     of the joint draws become the cell's posterior draws. Returns each candidate's cell."""
-    cell_draws = {"m": _vector(fit.posterior, "log_lr_opt"), "floor": _vector(fit.posterior, "floor"),
-                  "width": np.exp(_vector(fit.posterior, "log_width"))}
+    cell_draws = {"m": posterior_vector(fit.posterior, "log_lr_opt"), "floor": posterior_vector(fit.posterior, "floor"),
+                  "width": np.exp(posterior_vector(fit.posterior, "log_width"))}
     repeats = [_repeats(fit, c) for c in candidates]
     for j, cell in enumerate(repeats, start=first):
         if cell is not None:  # its own optimum, valley width and floor, as the fit knows them

@@ -18,8 +18,9 @@ from scipy.optimize import minimize_scalar
 from scalefit.model.law import fit_law_axes, law_terms, term_value
 from scalefit.model.valley import valley_rise
 
-__all__ = ["Prediction", "predict", "target_draws", "fit_target_draws", "nominal_log_lr_draws", "law_z",
-           "law_draws", "walk_context", "check_batch_size", "expected_loss", "decide"]
+__all__ = ["Prediction", "predict", "target_draws", "fit_target_draws", "nominal_log_lr_draws", "law_z", "law_draws",
+           "walk_context", "check_batch_size", "expected_loss", "decide", "continue_walk", "posterior_scalars",
+           "posterior_vector"]
 
 DEFAULT_PROBS = (0.5, 0.9, 0.95)
 INTERVAL_KIND = "ETI"
@@ -144,15 +145,15 @@ def target_draws(posterior, std, config, n_params: float, n_tokens: float, seed:
         ``asymmetry`` (None for a quadratic valley) and ``z`` (the target's law covariates).
     """
     rng = np.random.default_rng(seed)
-    post = {k: np.asarray(v).reshape(-1) for k, v in _scalars(posterior).items()}
+    post = {k: np.asarray(v).reshape(-1) for k, v in posterior_scalars(posterior).items()}
     n = len(post["law_intercept"])
     z = law_z(std, config, n_params, n_tokens, batch_size)
     law = law_draws(post, config, std, z)
     target_log = {"N": np.log(n_params), "D": np.log(n_tokens)}
     walk_rng = np.random.default_rng([seed, 1])  # its own stream: the other draws do not move with it
     for axis, (positions, fitted) in (walk or {}).items():
-        values = _vector(posterior, f"law_walk_{axis}")  # (draws, positions)
-        law += _continue_walk(values[:, fitted], positions[fitted], post[f"law_discrepancy_{axis}"],
+        values = posterior_vector(posterior, f"law_walk_{axis}")  # (draws, positions)
+        law += continue_walk(values[:, fitted], positions[fitted], post[f"law_discrepancy_{axis}"],
                               target_log[axis], walk_rng)
     m = law + post["law_residual_sd"] * rng.standard_normal(n)
     log_width = post["log_width_mean"] + post["log_width_sd"] * rng.standard_normal(n)
@@ -213,15 +214,49 @@ def law_draws(post: dict, config, std, z: dict) -> np.ndarray:
     return law
 
 
-def _vector(posterior, name: str) -> np.ndarray:
+def posterior_vector(posterior, name: str) -> np.ndarray:
+    """A posterior variable with one dimension beyond (chain, draw), as (draws, values).
+
+    Parameters
+    ----------
+    posterior : xarray.DataTree or xarray.Dataset
+        The posterior group of a fit.
+    name : str
+        The variable, e.g. ``"log_lr_opt"`` or ``"law_walk_N"``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Chains stacked: shape (chains x draws, values).
+    """
     ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
     v = ds[name].values
     return v.reshape(-1, v.shape[-1])
 
 
-def _continue_walk(values: np.ndarray, positions: np.ndarray, kappa: np.ndarray, target: float, rng) -> np.ndarray:
-    """The Brownian motion at `target` given its draws at the fitted `positions` (sorted ln
-    values): a Brownian bridge between neighbours, free diffusion beyond the ends."""
+def continue_walk(values: np.ndarray, positions: np.ndarray, kappa: np.ndarray, target: float, rng) -> np.ndarray:
+    """The discrepancy walk at `target`, given its draws at the fitted positions.
+
+    A Brownian bridge between the neighbouring fitted positions, free diffusion beyond the ends.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The walk's draws at the fitted positions, (draws, positions).
+    positions : numpy.ndarray
+        The fitted positions: sorted ln values along the axis.
+    kappa : numpy.ndarray
+        The walk's scale per draw (nats of LR per sqrt e-fold).
+    target : float
+        The target's ln value along the axis.
+    rng : numpy.random.Generator
+        Source of the bridge's and the diffusion's noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per draw.
+    """
     k = np.searchsorted(positions, target)
     if k < len(positions) and np.isclose(positions[k], target, rtol=0, atol=1e-9):
         return values[:, k]
@@ -371,7 +406,18 @@ def nominal_log_lr_draws(fit, n_params: float, n_tokens: float, seed: int = 0,
     return log_lr
 
 
-def _scalars(posterior) -> dict:
+def posterior_scalars(posterior) -> dict:
+    """The posterior's scalar variables (dims chain and draw only), as arrays by name.
+
+    Parameters
+    ----------
+    posterior : xarray.DataTree or xarray.Dataset
+        The posterior group of a fit.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+    """
     ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
     return {k: v.values for k, v in ds.data_vars.items() if set(v.dims) <= {"chain", "draw"}}
 
@@ -485,7 +531,7 @@ def predict(fit, n_params: float, n_tokens: float, prob: float = 0.9, seed: int 
         baseline_log = float(np.median(fit.eff_map.to_nominal(np.full(len(log_lr), baseline_log), n_params, n_tokens)))
 
     intervals = {str(p): _eti(log_lr, p) for p in sorted({*DEFAULT_PROBS, prob})}
-    post = _scalars(fit.posterior)
+    post = posterior_scalars(fit.posterior)
     by_axis = {a: float(np.mean(post[f"law_curvature_{a}"] > 0)) for a in config.axes
                if f"law_curvature_{a}" in post}
     z_range = fit.z_range()

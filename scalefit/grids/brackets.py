@@ -16,6 +16,9 @@ Every extension is recorded in ``OUT/brackets.json`` (which run, which side, why
 lock file, so workers on several hosts agree and a restart re-derives the same runs: extending
 is a function of the finished results and the record, hence idempotent. A record names its run
 ``run_id`` (older records say ``cell_id``; both are read). No torch here.
+
+Workers call :func:`extend` when a pass finds nothing left to claim
+(:func:`scalefit.train.shard.run_worker`); :func:`load` gives every reader the runs added so far.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from pathlib import Path
 from scalefit.grids import store
 from scalefit.grids.spec import GridSpec, Run, Sweep, sweep_runs, window_of
 from scalefit.runs.schema import LEGACY_RUN_ID, RUN_ID
+
+__all__ = ["RECORD", "LOCK", "load", "propose", "extend"]
 
 RECORD = "brackets.json"
 LOCK = ".brackets.lock"
@@ -51,7 +56,22 @@ def _record_id(r: dict) -> str:
 
 
 def load(spec: GridSpec, out: Path) -> list[Run]:
-    """The extension runs recorded in ``out`` for this spec's sweeps (in record order)."""
+    """The extension runs recorded in ``out`` for this spec's sweeps (in record order).
+
+    Records of a sweep the spec no longer has, or no longer extends, are skipped (and kept).
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : Path
+        The runner output directory (holding ``brackets.json``, if any extension was made).
+
+    Returns
+    -------
+    list of Run
+        The added runs; empty if nothing was recorded.
+    """
     by_name = {s.name: s for s in spec.sweeps}
     runs = []
     for r in _records(out):
@@ -106,7 +126,26 @@ def _decide(sweep: Sweep, group: list[Run], results: list[dict], base: tuple[int
 
 
 def propose(spec: GridSpec, out: Path, known: list[Run]) -> list[dict]:
-    """Extension records due now, given the runs known so far (plan + recorded extensions)."""
+    """Extension records due now, given the runs known so far (plan + recorded extensions).
+
+    Writes nothing; :func:`extend` records them.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : Path
+        The runner output directory (its result files decide).
+    known : list of Run
+        Runs already added by extension (:func:`load`).
+
+    Returns
+    -------
+    list of dict
+        One record per new LR: sweep, size, budget, optimizer, seed, weight_decay, side (``low``
+        or ``high``), k, lr, run_id, reason, time. Groups with a run not finished yet propose
+        nothing.
+    """
     out, todo = Path(out), []
     for sw in spec.sweeps:
         if sw.extend is None:
@@ -147,7 +186,26 @@ def _lock(out: Path) -> bool:
 def extend(spec: GridSpec, out: Path, log=None, wait_s: float = 30.0) -> list[Run]:
     """Record and plan the extensions due now; returns the runs added (empty if none).
 
-    Writes each new run's ``config.json`` so ``grid plan`` / ``grid status`` see it."""
+    Writes each new run's ``config.json`` so ``grid plan`` / ``grid status`` see it. Runs under
+    the lock file, so workers on several hosts never record the same extension twice.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : Path
+        The runner output directory.
+    log : callable, optional
+        Called with one line per extension.
+    wait_s : float, default 30.0
+        How long to wait for another worker's lock before giving up (its extensions show up on
+        the next pass).
+
+    Returns
+    -------
+    list of Run
+        The runs added now; empty if none is due, no sweep extends, or the lock was busy.
+    """
     if not any(s.extend for s in spec.sweeps):
         return []
     out = Path(out)

@@ -21,6 +21,12 @@ FLOPs per training token (PaLM appendix B convention, attention included, causal
 A run id is the first 16 hex digits of the sha256 of the canonical JSON of everything that
 changes the training trajectory (architecture, data, optimizer, LR, schedule, batch, steps, seed,
 precision). Probe / checkpoint / logging cadences are not part of it.
+
+Examples
+--------
+>>> from scalefit.grids.spec import load_spec
+>>> spec = load_spec("runners/grids/micro.toml")  # doctest: +SKIP
+>>> [(r.id, r.meta["size"], r.config["lr"]) for r in spec.ordered()][:2]  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -34,6 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from scalefit.grids.schedule import SCHEDULES
+
+__all__ = ["SpecError", "Ladder", "load_ladder", "find_ladder", "Run", "Sweep", "GridSpec", "load_spec",
+           "expand", "sweep_runs", "window_of", "lattice_lr", "count_params", "flops_per_token",
+           "canonical_hash", "OPTIMIZERS", "DATA_KINDS", "PRECISIONS", "ORDERS", "SWEEP_KEYS",
+           "ARCH_DEFAULTS", "RUN_DEFAULTS", "LATTICE_DEFAULTS", "EXTEND_DEFAULTS",
+           "DECAY_EMBEDDINGS_DEFAULT"]
 
 OPTIMIZERS = ("adamw", "adamh")
 DATA_KINDS = ("stdlib", "tokens", "text")
@@ -79,6 +91,20 @@ def _round_sig(x: float, sig: int = 4) -> float:
 
 
 def canonical_hash(obj: dict) -> str:
+    """The run id of a config: 16 hex digits of the sha256 of its canonical JSON.
+
+    Keys are sorted and separators fixed, so equal configs hash alike whatever their key order.
+
+    Parameters
+    ----------
+    obj : dict
+        A JSON-serialisable config (a run's ``config``).
+
+    Returns
+    -------
+    str
+        The first 16 hex digits of the digest.
+    """
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -86,7 +112,32 @@ def canonical_hash(obj: dict) -> str:
 # --------------------------------------------------------------------------- model counting
 def count_params(d_model: int, n_layer: int, vocab_size: int, seq_len: int, *, mlp_ratio: int = 4,
                  bias: bool = False, tie_embeddings: bool = True, **_: Any) -> tuple[int, int]:
-    """(non-embedding, total) parameter counts of :class:`scalefit.train.gpt.GPT`."""
+    """Parameter counts of :class:`scalefit.train.gpt.GPT`, without building it.
+
+    Parameters
+    ----------
+    d_model, n_layer : int
+        Width and depth.
+    vocab_size : int
+        Vocabulary size (the embedding and an untied LM head).
+    seq_len : int
+        Context length (the learned position embedding).
+    mlp_ratio : int, default 4
+        MLP hidden width over ``d_model``.
+    bias : bool, default False
+        Whether the Linear layers and LayerNorms have biases.
+    tie_embeddings : bool, default True
+        Whether the LM head is the token embedding.
+    **_
+        Other architecture fields (``n_head``, ``qk_norm``, ``init_std``): no parameters of their
+        own, accepted so a ladder size dict can be passed whole.
+
+    Returns
+    -------
+    tuple of int
+        ``(non_embedding, total)``: the Kaplan et al. (2020) count (blocks and final LayerNorm)
+        and every distinct parameter tensor once (see the module docstring).
+    """
     d, h = d_model, mlp_ratio * d_model
     ln = d * (2 if bias else 1)  # LayerNorm gain (+ bias)
     block = 2 * ln + 4 * d * d + 2 * d * h + ((4 * d + h + d) if bias else 0)
@@ -96,7 +147,21 @@ def count_params(d_model: int, n_layer: int, vocab_size: int, seq_len: int, *, m
 
 
 def flops_per_token(n_params: int, d_model: int, n_layer: int, vocab_size: int, seq_len: int) -> int:
-    """Training FLOPs per token: 6 x (matmul params incl. LM head) + attention (PaLM convention)."""
+    """Training FLOPs per token: 6 x (matmul params incl. LM head) + attention (PaLM convention).
+
+    Parameters
+    ----------
+    n_params : int
+        Non-embedding parameters (:func:`count_params`).
+    d_model, n_layer, vocab_size, seq_len : int
+        The architecture: the LM head adds ``d_model * vocab_size`` matmul parameters, attention
+        ``12 * n_layer * d_model * seq_len`` FLOPs.
+
+    Returns
+    -------
+    int
+        ``6 * (n_params + d_model * vocab_size) + 12 * n_layer * d_model * seq_len``.
+    """
     return 6 * (n_params + d_model * vocab_size) + 12 * n_layer * d_model * seq_len
 
 
@@ -109,6 +174,21 @@ ARCH_DEFAULTS = {"seq_len": 128, "mlp_ratio": 4, "bias": False, "qk_norm": False
 
 @dataclass
 class Ladder:
+    """An architecture ladder (``models/<name>.toml``): named model sizes.
+
+    Attributes
+    ----------
+    name : str
+        The ladder's name (its ``name`` field, else the file stem).
+    path : str
+        The file it was read from.
+    sizes : dict of str to dict
+        Size name -> architecture dict (``d_model``, ``n_layer``, ``n_head``, ``seq_len``,
+        ``mlp_ratio``, ``bias``, ``qk_norm``, ``tie_embeddings``, ``init_std``), the ladder's
+        ``[defaults]`` and :data:`ARCH_DEFAULTS` applied.
+    description : str
+        Free text from the file.
+    """
     name: str
     path: str
     sizes: dict[str, dict]  # size name -> architecture dict (defaults applied)
@@ -126,6 +206,25 @@ def _read_toml(path: Path, what: str) -> dict:
 
 
 def load_ladder(path: str | Path) -> Ladder:
+    """Read and validate a ladder file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ladder TOML: optional ``name``, ``description``, ``convention``, ``[defaults]``, and one
+        ``[[sizes]]`` table per size.
+
+    Returns
+    -------
+    Ladder
+        The sizes, defaults applied.
+
+    Raises
+    ------
+    SpecError
+        If the file is missing or not TOML, a field is unknown or missing, a size is duplicated,
+        or ``d_model`` is not divisible by ``n_head``.
+    """
     path = Path(path)
     src = str(path)
     raw = _read_toml(path, "ladder file")
@@ -158,8 +257,29 @@ def load_ladder(path: str | Path) -> Ladder:
 
 
 def find_ladder(ref: str, spec_path: Path) -> Path:
-    """A ladder reference is a path (``*.toml``, relative to the spec file or the cwd) or a
-    bare name looked up as ``models/<name>.toml`` in the spec's directory, its parents, or the cwd."""
+    """Resolve a grid spec's ``ladder`` field to a file.
+
+    A ladder reference is a path (``*.toml``, relative to the spec file or the cwd) or a bare name
+    looked up as ``models/<name>.toml`` in the spec's directory, its parents, or the cwd.
+
+    Parameters
+    ----------
+    ref : str
+        The ``ladder`` value of the spec.
+    spec_path : Path
+        The grid spec file the reference is relative to.
+
+    Returns
+    -------
+    Path
+        The ladder file (a ``*.toml`` path that exists nowhere is returned as given, so that
+        :func:`load_ladder` reports it missing).
+
+    Raises
+    ------
+    SpecError
+        If a bare name matches no ``models/<name>.toml``.
+    """
     if ref.endswith(".toml"):
         for base in (spec_path.parent, Path.cwd()):
             if (base / ref).exists():
@@ -197,22 +317,75 @@ DECAY_EMBEDDINGS_DEFAULT = True
 
 @dataclass
 class Run:
-    """One training run: ``config`` fixes the trajectory (and the id), ``cadences`` the spec's
-    ``[run]`` settings (probe / checkpoint / log cadences, lease, attempts), ``meta`` derived facts
-    (sizes, counts, FLOPs, sweep, priority, lattice index)."""
+    """One training run of a grid.
+
+    Attributes
+    ----------
+    id : str
+        :func:`canonical_hash` of ``config``; also the name of the run's folder
+        (``OUT/runs/<id>/``).
+    config : dict
+        Everything that fixes the trajectory (model, data, optimizer, LR, weight decay, schedule,
+        batch, steps, seed, precision).
+    cadences : dict
+        The spec's ``[run]`` settings (probe / checkpoint / log cadences, lease, heartbeat,
+        attempts); not part of the id.
+    meta : dict
+        Derived facts: grid, ladder, size, sweep, priority, budget, lattice index ``lr_k``,
+        ``n_params``, ``n_params_total``, ``n_tokens``, ``tokens_per_step``, ``tokens_per_param``,
+        ``flops``.
+    """
     id: str
     config: dict
     cadences: dict
     meta: dict
 
     def as_dict(self) -> dict:
-        """What ``config.json`` holds and :func:`scalefit.train.run.training_function` takes."""
+        """What ``config.json`` holds and :func:`scalefit.train.run.training_function` takes.
+
+        Returns
+        -------
+        dict
+            ``{"run_id", "config", "run" (the cadences), "meta"}``.
+        """
         return {"run_id": self.id, "config": self.config, "run": self.cadences, "meta": self.meta}
 
 
 @dataclass
 class Sweep:
-    """One sweep block, parsed: a product of its axes with one LR plan per optimizer."""
+    """One sweep block, parsed: a product of its axes with one LR plan per optimizer.
+
+    Attributes
+    ----------
+    name : str
+        The block's ``name`` (``sweep<i>`` if unnamed; the grid's name for a top-level sweep).
+    index : int
+        Position among the spec's sweep blocks.
+    sizes : list of str
+        Ladder sizes swept.
+    tkind : str
+        ``"absolute"`` (budgets in tokens) or ``"per_param"`` (tokens per non-embedding
+        parameter).
+    budgets : list of float
+        Token budgets, in the unit of ``tkind``.
+    optimizers : list of str
+        Optimizers swept (of :data:`OPTIMIZERS`).
+    seeds : list of int
+        Seeds swept.
+    wds : list of float
+        Weight decays swept (AdamW only; AdamH runs use 0).
+    lrs : dict of str to list of float
+        Optimizer -> explicit LRs, for optimizers whose LRs are not on the lattice.
+    ks : dict of str to tuple of int
+        Optimizer -> default lattice window ``(k_lo, k_hi)``, both included.
+    windows : dict of tuple to tuple of int
+        ``(size, budget or None)`` -> lattice window, overriding ``ks`` (``[[sweep.window]]``).
+    priority : int
+        Higher trains first.
+    extend : dict or None
+        ``{"max": int, "cliff": float}`` when the runner may widen edge windows
+        (:mod:`scalefit.grids.brackets`), else None.
+    """
     name: str
     index: int
     sizes: list[str]
@@ -230,6 +403,33 @@ class Sweep:
 
 @dataclass
 class GridSpec:
+    """A parsed grid spec and the runs it plans.
+
+    Built by :func:`load_spec` (or :func:`expand`); bracket extensions recorded in an output
+    directory are added on top by :func:`scalefit.grids.brackets.load`.
+
+    Attributes
+    ----------
+    name : str
+        The spec's ``name`` (else the file stem).
+    path : str
+        The spec file.
+    ladder : Ladder
+        The architecture ladder it names.
+    runs : list of Run
+        Every planned run, unique by id, in sweep-priority order (see :meth:`ordered`).
+    raw : dict
+        The parsed TOML.
+    sweeps : list of Sweep
+        The sweep blocks (one for a spec without ``[[sweep]]``).
+    order : str
+        ``"large_first"`` or ``"small_first"``: FLOPs order within one priority.
+    lattice : dict or None
+        ``{"base", "per_octave", "digits"}`` of ``[lr_lattice]``, or None.
+    shared : dict
+        The validated settings every run shares (batch, schedule, optimizer constants, data,
+        ``[run]`` cadences, precision, lattice).
+    """
     name: str
     path: str
     ladder: Ladder
@@ -241,21 +441,96 @@ class GridSpec:
     shared: dict = field(default_factory=dict)
 
     def lr_at(self, k: int) -> float:
-        """The lattice LR of index k (the spec must have ``[lr_lattice]``)."""
+        """The lattice LR of index k (the spec must have ``[lr_lattice]``).
+
+        Parameters
+        ----------
+        k : int
+            Lattice index.
+
+        Returns
+        -------
+        float
+            :func:`lattice_lr` of the spec's lattice.
+        """
         return lattice_lr(self.lattice, k)
 
     def make_run(self, sweep: Sweep, size: str, budget: float, optimizer: str, seed: int, wd: float,
                  lr: float, k: int | None = None) -> Run:
+        """One run of ``sweep`` at the given axes, with its id, counts and FLOPs.
+
+        Parameters
+        ----------
+        sweep : Sweep
+            The sweep block it belongs to (its name, priority and budget kind).
+        size : str
+            Ladder size.
+        budget : float
+            Token budget, in the unit of ``sweep.tkind``.
+        optimizer : str
+            ``"adamw"`` or ``"adamh"``.
+        seed : int
+            Seed.
+        wd : float
+            Weight decay.
+        lr : float
+            Peak LR.
+        k : int, optional
+            Lattice index of ``lr`` (None for an explicit LR).
+
+        Returns
+        -------
+        Run
+            The run.
+
+        Raises
+        ------
+        SpecError
+            If the warmup is not shorter than the run, or ``lr * wd >= 1`` for AdamW.
+        """
         return _make_run(self, sweep, size, budget, optimizer, seed, wd, lr, k)
 
     def ordered(self, runs: list[Run] | None = None) -> list[Run]:
-        """Runs in the order workers take them: priority (high first), then FLOPs per ``order``."""
+        """Runs in the order workers take them: priority (high first), then FLOPs per ``order``.
+
+        Parameters
+        ----------
+        runs : list of Run, optional
+            The runs to order (default: :attr:`runs`).
+
+        Returns
+        -------
+        list of Run
+            Sorted by priority, then FLOPs (largest first for ``large_first``), then id.
+        """
         sign = -1 if self.order == "large_first" else 1
         return sorted(self.runs if runs is None else runs,
                       key=lambda r: (-r.meta["priority"], sign * r.meta["flops"], r.id))
 
 
 def lattice_lr(lattice: dict, k: int) -> float:
+    """The LR at index k of an LR lattice: ``base * 2 ** (k / per_octave)``.
+
+    Rounded to ``digits`` significant digits, so a given k always gives the same LR (and the same
+    run id) however the window around it moves.
+
+    Parameters
+    ----------
+    lattice : dict
+        ``{"base": float, "per_octave": int, "digits": int}`` (a spec's ``[lr_lattice]``).
+    k : int
+        Lattice index (0 is ``base``).
+
+    Returns
+    -------
+    float
+        The LR.
+
+    Examples
+    --------
+    >>> lattice_lr({"base": 1e-3, "per_octave": 2, "digits": 4}, 2)
+    0.002
+    """
     return float(f"{lattice['base'] * 2 ** (k / lattice['per_octave']):.{lattice['digits']}g}")
 
 
@@ -296,7 +571,29 @@ def _k_range(src: str, fld: str, v: Any) -> tuple[int, int]:
 
 
 def load_spec(path: str | Path) -> GridSpec:
-    """Parse and validate a grid spec, then expand it into runs."""
+    """Parse and validate a grid spec, then expand it into runs.
+
+    Parameters
+    ----------
+    path : str or Path
+        A grid spec TOML (``runners/grids/*.toml``; every field in ``docs/runners.md``).
+
+    Returns
+    -------
+    GridSpec
+        The spec with every planned run (bracket extensions not included).
+
+    Raises
+    ------
+    SpecError
+        If the file is missing or not TOML, or any field is unknown or invalid; the message names
+        the file and the field.
+
+    Examples
+    --------
+    >>> spec = load_spec("runners/grids/micro.toml")  # doctest: +SKIP
+    >>> len(spec.runs), spec.ladder.name  # doctest: +SKIP
+    """
     path = Path(path)
     return expand(_read_toml(path, "grid spec"), path)
 
@@ -494,7 +791,25 @@ def _parse_sweep(src: str, pre: str, blk: dict, defaults: dict, ladder: Ladder, 
 
 
 def window_of(sweep: Sweep, size: str, budget: float, optimizer: str) -> tuple[int, int] | None:
-    """The lattice window of one (size, budget, optimizer) of a sweep; None for explicit LRs."""
+    """The lattice window of one (size, budget, optimizer) of a sweep; None for explicit LRs.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The sweep block.
+    size : str
+        Ladder size.
+    budget : float
+        Token budget, in the unit of ``sweep.tkind``.
+    optimizer : str
+        The optimizer.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(k_lo, k_hi)``, both included: the ``(size, budget)`` window, else the ``size`` window,
+        else the sweep's default; None when this optimizer's LRs are explicit.
+    """
     if optimizer not in sweep.ks:
         return None
     return sweep.windows.get((size, budget), sweep.windows.get((size, None), sweep.ks[optimizer]))
@@ -542,7 +857,26 @@ def _make_run(spec: GridSpec, sweep: Sweep, size: str, budget: float, o: str, se
 
 
 def sweep_runs(spec: GridSpec, sweep: Sweep) -> list[Run]:
-    """Every run one sweep block plans: its product of axes, one run per LR of each window."""
+    """Every run one sweep block plans: its product of axes, one run per LR of each window.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The spec the sweep belongs to (its shared settings and lattice).
+    sweep : Sweep
+        The sweep block.
+
+    Returns
+    -------
+    list of Run
+        One run per (size, budget, optimizer, seed, LR, weight decay); AdamH runs take weight
+        decay 0 only.
+
+    Raises
+    ------
+    SpecError
+        If a run is invalid (see :meth:`GridSpec.make_run`).
+    """
     runs = []
     for size, budget, o, seed in itertools.product(sweep.sizes, sweep.budgets, sweep.optimizers, sweep.seeds):
         w = window_of(sweep, size, budget, o)
@@ -553,6 +887,26 @@ def sweep_runs(spec: GridSpec, sweep: Sweep) -> list[Run]:
 
 
 def expand(raw: dict, path: Path) -> GridSpec:
+    """Validate a parsed grid spec and expand it into runs.
+
+    Parameters
+    ----------
+    raw : dict
+        The parsed TOML.
+    path : Path
+        Where it came from: error messages name it, and a ladder reference is resolved next to
+        it (:func:`find_ladder`).
+
+    Returns
+    -------
+    GridSpec
+        The spec; a run listed by two sweeps appears once, under the higher priority.
+
+    Raises
+    ------
+    SpecError
+        If any field is unknown, missing or invalid.
+    """
     src = str(path)
     _check_keys(src, "", raw, TOP_KEYS)
     for req in ("ladder", "batch_size"):

@@ -12,6 +12,13 @@ A *sweep* is one LR scan: (optimizer, size, token budget, seed, weight decay). I
 lowest validation loss among finished ``ok`` runs; ``vertex_lr`` refines it with a parabola in
 ln(lr) through the best run and its two neighbours (on a half-octave grid the argmin alone is
 coarse). "EDGE low/high": the sweep is finished and its best LR is its smallest/largest.
+
+Examples
+--------
+>>> from scalefit.grids.spec import load_spec
+>>> from scalefit.grids.status import status_markdown, sweeps
+>>> print(status_markdown(load_spec("runners/grids/micro.toml"), "out/micro"))  # doctest: +SKIP
+>>> sweeps(pd.read_csv("data/cpu_ladder_v1/runs.csv"))  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -25,13 +32,30 @@ import pandas as pd
 from scalefit.grids import brackets, store
 from scalefit.grids.spec import GridSpec
 
+__all__ = ["SWEEP_KEYS", "vertex", "sweeps", "seed_noise", "log_slopes", "grid_table", "sweep_states",
+           "eta_seconds", "status_markdown"]
+
 SWEEP_KEYS = ["optimizer", "size", "n_tokens", "seed", "weight_decay"]
 FALLBACK_FLOPS_PER_S = 3.0e10  # a rough one-CPU-thread rate: the ETA's guess until a run has finished
 
 
 # --------------------------------------------------------------------------- runs-table summaries
 def vertex(lr: np.ndarray, loss: np.ndarray) -> float:
-    """ln-space parabola vertex through the argmin and its neighbours; the argmin at an edge."""
+    """ln-space parabola vertex through the argmin and its neighbours; the argmin at an edge.
+
+    Parameters
+    ----------
+    lr : numpy.ndarray
+        The sweep's LRs (any order).
+    loss : numpy.ndarray
+        Their losses.
+
+    Returns
+    -------
+    float
+        The LR at the vertex; the argmin LR when it is an end point or the parabola opens
+        downwards.
+    """
     order = np.argsort(lr)
     x, y = np.log(np.asarray(lr, float)[order]), np.asarray(loss, float)[order]
     i = int(np.argmin(y))
@@ -49,7 +73,20 @@ def _with_wd(runs: pd.DataFrame) -> pd.DataFrame:
 
 def sweeps(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (optimizer, size, D, seed, weight decay) sweep of ``ok`` runs: best and vertex
-    LR, bracketing."""
+    LR, bracketing.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        A runs table with optimizer, size, n_params, n_tokens, seed, lr, final_loss, status
+        (weight_decay and eff_lr if present).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns optimizer, size, n_params, n_tokens, seed, weight_decay, n_lrs, best_lr,
+        vertex_lr, best_loss, eff_lr_at_best, bracketed (the best LR is neither end).
+    """
     ok = _with_wd(runs[runs["status"] == "ok"])
     rows = []
     for (opt, size, d, seed, wd), g in ok.groupby(["optimizer", "size", "n_tokens", "seed", "weight_decay"]):
@@ -64,7 +101,22 @@ def sweeps(runs: pd.DataFrame) -> pd.DataFrame:
 
 def seed_noise(runs: pd.DataFrame, optimizer: str = "adamw") -> dict:
     """Where >= 3 seeds share (size, D, weight decay, lr): loss sd per LR, and the spread of the
-    located optimum. Keys ``size@D``, plus `` wd=<wd>`` when the runs hold several weight decays."""
+    located optimum.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        A runs table (as for :func:`sweeps`).
+    optimizer : str, default "adamw"
+        The optimizer whose runs are read.
+
+    Returns
+    -------
+    dict
+        Keyed ``size@D``, plus `` wd=<wd>`` when the runs hold several weight decays; each value
+        holds lrs, seeds, loss_sd_median, loss_sd_max, loss_sd_by_lr, argmin_lr_by_seed,
+        vertex_lr_by_seed and vertex_sd_octaves.
+    """
     ok = _with_wd(runs[(runs["status"] == "ok") & (runs["optimizer"] == optimizer)])
     several = ok["weight_decay"].nunique() > 1
     out = {}
@@ -87,7 +139,22 @@ def seed_noise(runs: pd.DataFrame, optimizer: str = "adamw") -> dict:
 
 
 def log_slopes(table: pd.DataFrame, along: str, at: str) -> pd.DataFrame:
-    """Per value of ``at``: OLS slope (and quadratic coefficient) of ln vertex_lr on ln ``along``."""
+    """Per value of ``at``: OLS slope (and quadratic coefficient) of ln vertex_lr on ln ``along``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A :func:`sweeps` table.
+    along : str
+        The column regressed on (e.g. ``n_params``).
+    at : str
+        The column held fixed (e.g. ``n_tokens``); groups of fewer than 3 sweeps are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``at``, points, slope, quad_coef (NaN below 4 points).
+    """
     rows = []
     for v, g in table.groupby(at):
         if len(g) < 3:
@@ -110,7 +177,22 @@ def _state(d: Path) -> tuple[str, dict | None]:
 
 
 def grid_table(spec: GridSpec, out: str | Path) -> pd.DataFrame:
-    """One row per run of the plan plus recorded bracket extensions: axes, state, loss, wall time."""
+    """One row per run of the plan plus recorded bracket extensions: axes, state, loss, wall time.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : str or Path
+        The runner output directory.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns run_id, sweep, optimizer, size, n_params, n_tokens, seed, weight_decay, lr, lr_k,
+        added (a bracket extension), flops, status (:func:`scalefit.grids.store.status`),
+        final_loss, wall_s.
+    """
     out, rows, seen = Path(out), [], set()
     extra = {c.id for c in brackets.load(spec, out)}
     for c in spec.runs + brackets.load(spec, out):
@@ -131,7 +213,20 @@ def grid_table(spec: GridSpec, out: str | Path) -> pd.DataFrame:
 
 def sweep_states(runs: pd.DataFrame) -> pd.DataFrame:
     """Per sweep of a :func:`grid_table`: LRs done/planned, window, best LR and loss, and
-    bracketed / EDGE / in progress."""
+    bracketed / EDGE / in progress.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        A :func:`grid_table`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per :data:`SWEEP_KEYS` group: sweep, n_params, lrs_done, lrs, lr_min, lr_max,
+        added, best_lr, best_loss, diverged, failed, state (``pending``, ``in progress``,
+        ``bracketed``, ``EDGE low``, ``EDGE high`` or ``no ok run``).
+    """
     rows = []
     for key, g in runs.groupby(SWEEP_KEYS):
         g = g.sort_values("lr")
@@ -155,7 +250,20 @@ def sweep_states(runs: pd.DataFrame) -> pd.DataFrame:
 
 def eta_seconds(runs: pd.DataFrame, workers: int) -> tuple[float, dict]:
     """Remaining wall time at the per-size FLOP rates measured so far (finished ok runs), and the
-    rates. An unmeasured size gets the rate of the largest measured one."""
+    rates. An unmeasured size gets the rate of the largest measured one.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        A :func:`grid_table`.
+    workers : int
+        Workers training in parallel (at least 1 is assumed).
+
+    Returns
+    -------
+    tuple of (float, dict)
+        Seconds left, and size -> median FLOP/s of its finished runs.
+    """
     done = runs[(runs["status"] == "ok") & (runs["wall_s"] > 0)]
     rates = (done["flops"] / done["wall_s"]).groupby(done["size"]).median().to_dict()
     by_n = runs.groupby("size")["n_params"].first().to_dict()
@@ -166,7 +274,25 @@ def eta_seconds(runs: pd.DataFrame, workers: int) -> tuple[float, dict]:
 
 
 def status_markdown(spec: GridSpec, out: str | Path) -> str:
-    """The progress summary ``scalefit grid status`` prints (Markdown)."""
+    """The progress summary ``scalefit grid status`` prints (Markdown).
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : str or Path
+        The runner output directory.
+
+    Returns
+    -------
+    str
+        Progress and ETA, the per-sweep table, sweeps with the best LR on an edge, diverged and
+        failed runs, and seed noise where seeds repeat.
+
+    Examples
+    --------
+    >>> print(status_markdown(load_spec("runners/grids/micro.toml"), "out/micro"))  # doctest: +SKIP
+    """
     runs = grid_table(spec, out)
     counts = runs["status"].value_counts().to_dict()
     n_fin = sum(counts.get(k, 0) for k in ("ok", "diverged", "failed"))

@@ -20,6 +20,18 @@ pid is dead on this host, or when its heartbeat is older than the lease. Taking 
 first creates ``.takeover.<claim fingerprint>`` with ``O_EXCL`` (one winner per stale claim), then
 checks the claim still has that fingerprint, then replaces it: two contenders can never both own
 the run, even when they read the stale claim at the same moment.
+
+No torch here: workers (:mod:`scalefit.train.shard`), bracket extension
+(:mod:`scalefit.grids.brackets`) and ``scalefit grid plan`` / ``status`` share it.
+
+Examples
+--------
+>>> from scalefit.grids import store
+>>> d = store.run_dir("out", run_id)  # doctest: +SKIP
+>>> if store.try_claim(d, lease_s=600):  # doctest: +SKIP
+...     with store.Heartbeat(d, period_s=15):
+...         train()
+...     store.release(d)
 """
 from __future__ import annotations
 
@@ -34,6 +46,10 @@ import time
 from pathlib import Path
 
 from scalefit.runs.schema import runs_root
+
+__all__ = ["RESULT", "CLAIM", "CHECKPOINT", "CONFIG", "TRAJECTORY", "ATTEMPTS", "write_json_atomic",
+           "read_json", "run_dir", "claim_is_stale", "try_claim", "owns_claim", "heartbeat", "Heartbeat",
+           "release", "clean_leftovers", "count_start", "status"]
 
 RESULT, CLAIM, CHECKPOINT, CONFIG, TRAJECTORY, ATTEMPTS = (
     "result.json", "claim", "checkpoint.pt", "config.json", "trajectory.parquet", "attempts.json")
@@ -51,6 +67,18 @@ def _clean(o):
 
 
 def write_json_atomic(path: Path, obj) -> None:
+    """Write ``obj`` as JSON so that readers see the old file or the new one, never a part.
+
+    The JSON goes to a temp file named after this host and pid, is fsynced, then renamed over
+    ``path``. NaN and infinities are written as null (JSON has neither).
+
+    Parameters
+    ----------
+    path : Path
+        The file to write.
+    obj : object
+        JSON-serialisable content.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
@@ -61,12 +89,44 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 def read_json(path: Path):
+    """Read a JSON file.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    object
+        The parsed content.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not valid JSON.
+    """
     with open(path) as f:
         return json.load(f)
 
 
 def run_dir(out: Path, run_id: str) -> Path:
-    """The folder of run ``run_id``: ``out/runs/<id>``, or ``out/cells/<id>`` in an old-layout grid."""
+    """The folder of run ``run_id``: ``out/runs/<id>``, or ``out/cells/<id>`` in an old-layout grid.
+
+    Parameters
+    ----------
+    out : Path
+        The runner output directory.
+    run_id : str
+        The run's id.
+
+    Returns
+    -------
+    Path
+        The run directory (not created).
+    """
     return runs_root(out) / run_id
 
 
@@ -111,6 +171,21 @@ def _is_stale(info: dict, mtime: float, lease_s: float) -> bool:
 
 
 def claim_is_stale(path: Path, lease_s: float) -> bool:
+    """Whether a claim may be taken over.
+
+    Parameters
+    ----------
+    path : Path
+        The ``claim`` file.
+    lease_s : float
+        Seconds a heartbeat stays valid.
+
+    Returns
+    -------
+    bool
+        True if the claim does not exist, names a dead pid on this host, or its heartbeat is
+        older than ``lease_s``.
+    """
     c = _read_claim(path)
     return True if c is None else _is_stale(c[1], c[2], lease_s)
 
@@ -173,7 +248,23 @@ def _take_over(d: Path, blob: bytes) -> bool:
 
 
 def try_claim(d: Path, lease_s: float) -> bool:
-    """Claim run directory ``d`` for this process; False if finished or owned by a live worker."""
+    """Claim run directory ``d`` for this process; False if finished or owned by a live worker.
+
+    A stale claim is taken over (see the module docstring). On success leftover temp files and
+    takeover tokens of earlier owners are removed.
+
+    Parameters
+    ----------
+    d : Path
+        The run directory (created if missing).
+    lease_s : float
+        Seconds after which a claim without a heartbeat is stale.
+
+    Returns
+    -------
+    bool
+        True if this process now owns the run.
+    """
     d.mkdir(parents=True, exist_ok=True)
     if (d / RESULT).exists():
         return False
@@ -193,13 +284,35 @@ def try_claim(d: Path, lease_s: float) -> bool:
 
 
 def owns_claim(d: Path) -> bool:
-    """True if ``d``'s claim is this process's (a takeover by another worker makes it False)."""
+    """True if ``d``'s claim is this process's (a takeover by another worker makes it False).
+
+    Parameters
+    ----------
+    d : Path
+        The run directory.
+
+    Returns
+    -------
+    bool
+        Whether the claim names this host and pid.
+    """
     c = _read_claim(d / CLAIM)
     return c is not None and c[1].get("pid") == os.getpid() and c[1].get("host") == socket.gethostname()
 
 
 def heartbeat(d: Path) -> bool:
-    """Touch this process's claim; False if it is no longer ours."""
+    """Touch this process's claim; False if it is no longer ours.
+
+    Parameters
+    ----------
+    d : Path
+        The run directory.
+
+    Returns
+    -------
+    bool
+        True if the claim was ours and its mtime is now.
+    """
     if not owns_claim(d):
         return False
     try:
@@ -210,10 +323,27 @@ def heartbeat(d: Path) -> bool:
 
 
 class Heartbeat:
-    """Keep a claim alive from a daemon thread, independent of how long a step or an eval takes::
+    """Keep a claim alive from a daemon thread, independent of how long a step or an eval takes.
 
-        with Heartbeat(run_dir, period_s=15):
-            train()
+    Parameters
+    ----------
+    d : Path
+        The claimed run directory.
+    period_s : float
+        Seconds between heartbeats (the spec's ``run.heartbeat_s``).
+
+    Attributes
+    ----------
+    lost : bool
+        Set when a heartbeat found the claim no longer ours (another worker took it over); the
+        thread then stops.
+
+    Examples
+    --------
+    >>> with Heartbeat(run_dir, period_s=15) as beat:  # doctest: +SKIP
+    ...     train()
+    >>> beat.lost  # doctest: +SKIP
+    False
     """
 
     def __init__(self, d: Path, period_s: float):
@@ -239,7 +369,13 @@ class Heartbeat:
 
 
 def release(d: Path) -> None:
-    """Remove this process's claim (never another worker's)."""
+    """Remove this process's claim (never another worker's).
+
+    Parameters
+    ----------
+    d : Path
+        The run directory.
+    """
     if owns_claim(d):
         try:
             os.remove(d / CLAIM)
@@ -249,7 +385,21 @@ def release(d: Path) -> None:
 
 def clean_leftovers(d: Path) -> list[Path]:
     """Remove temp files, takeover tokens and stale-claim copies in a run directory this process
-    has just claimed: whoever wrote them no longer owns the run."""
+    has just claimed: whoever wrote them no longer owns the run.
+
+    Claim temp files and takeover tokens younger than the takeover grace are kept: a contender may
+    be mid-claim, and it loses anyway.
+
+    Parameters
+    ----------
+    d : Path
+        The run directory.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
     gone = []
     for pat in (".*.tmp", ".claim.stale.*", ".takeover.*"):
         for f in d.glob(pat):
@@ -268,7 +418,18 @@ def count_start(d: Path) -> int:
     """Record that this process starts training claimed run ``d``; return how many starts in a row
     found no progress since the previous one (no result, checkpoint unchanged), this one included.
     A run that kills its worker (segfault, OOM kill, a hang ended by a timeout) climbs by one per
-    relaunch; any new checkpoint resets the count, so preempted long runs are not penalised."""
+    relaunch; any new checkpoint resets the count, so preempted long runs are not penalised.
+
+    Parameters
+    ----------
+    d : Path
+        The claimed run directory (``attempts.json`` is written there).
+
+    Returns
+    -------
+    int
+        Starts in a row without progress, this one included.
+    """
     ck = d / CHECKPOINT
     mark = ck.stat().st_mtime_ns if ck.exists() else None
     try:
@@ -282,7 +443,20 @@ def count_start(d: Path) -> int:
 
 
 def status(d: Path) -> str:
-    """done | diverged | failed | running | stale | pending (for ``grid plan``)."""
+    """The state of one run directory, for ``grid plan`` and ``grid status``.
+
+    Parameters
+    ----------
+    d : Path
+        The run directory.
+
+    Returns
+    -------
+    str
+        The result's status (``ok``, ``diverged``, ``failed``; ``done`` if it names none;
+        ``failed`` if unreadable), else ``running`` or ``stale`` (a claim whose pid is dead on
+        this host), else ``pending``.
+    """
     if (d / RESULT).exists():
         try:
             return read_json(d / RESULT).get("status", "done")

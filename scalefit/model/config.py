@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-__all__ = ["ModelConfig", "default_priors", "AXES", "AXIS_COLUMNS", "LR_KINDS", "VALLEYS", "LAWS",
+__all__ = ["auto_axis", "ModelConfig", "default_priors", "AXES", "AXIS_COLUMNS", "LR_KINDS", "VALLEYS", "LAWS",
            "DIVERGED_RULES", "DISCREPANCIES", "ASYMMETRIES"]
 
 AXES = ("N", "D", "ND")
@@ -278,3 +278,30 @@ class ModelConfig:
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def auto_axis(cells) -> str:
+    """The law axis ``--axis auto`` picks for a table's cells.
+
+    ND when the cells take at least 3 values of both N and D, else the axis that varies most.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        One row per scale cell with ``n_params`` and ``n_tokens`` (`RunsTable.cells`).
+
+    Returns
+    -------
+    str
+        ``"N"``, ``"D"`` or ``"ND"``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> auto_axis(pd.DataFrame({"n_params": [1e6, 2e6, 4e6], "n_tokens": [1e8, 1e8, 1e8]}))
+    'N'
+    """
+    n, d = (cells[c].nunique() for c in ("n_params", "n_tokens"))
+    if n >= 3 and d >= 3:
+        return "ND"
+    return "N" if n >= d else "D"

@@ -27,6 +27,7 @@ import pandas as pd
 from scalefit.model.config import AXIS_COLUMNS
 from scalefit.model.data import lr_column, run_weights
 from scalefit.model.law import law_terms, term_value
+from scalefit.runs.schema import runs_root
 from scalefit.model.valley import valley_rise
 
 __all__ = ["plot_valleys", "plot_law", "plot_side_by_side", "plot_weight_norms", "save", "valley_band",
@@ -606,8 +607,8 @@ def trajectory_files(paths) -> list[Path]:
             out.append(p)
         elif (p / "trajectory.parquet").exists():
             out.append(p / "trajectory.parquet")
-        elif (p / "cells").is_dir():
-            out += sorted((p / "cells").glob("*/trajectory.parquet"))
+        elif runs_root(p).is_dir():
+            out += sorted(runs_root(p).glob("*/trajectory.parquet"))
         elif p.is_dir():
             out += sorted(p.glob("*/trajectory.parquet"))
         else:

@@ -1,15 +1,38 @@
 """CLI subcommands of the runner half: ``scalefit collect``, ``scalefit grid plan`` and
 ``scalefit grid status``.
 
-``register(subparsers)`` adds them to the main ``scalefit`` parser. Nothing here imports torch.
+``register(subparsers)`` adds them to the main ``scalefit`` parser. Nothing here imports torch,
+and each command imports what it needs only when it runs, so ``scalefit --help`` stays fast.
+
+Examples
+--------
+A shell, not Python::
+
+    scalefit grid plan runners/grids/micro.toml --out out/micro
+    scalefit grid status runners/grids/micro.toml --out out/micro
+    scalefit collect out/micro -o out/micro/runs.csv
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+__all__ = ["register", "cmd_collect", "cmd_grid_plan", "cmd_grid_status", "plan_table"]
+
 
 def cmd_collect(args) -> int:
+    """``scalefit collect DIR -o FILE``: write a runner output directory's runs table.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``dir`` (the runner output directory) and ``output`` (.csv, .tsv, .parquet or .pq).
+
+    Returns
+    -------
+    int
+        0, or 2 after a one-line error (no runs folder, an unreadable result, a bad suffix).
+    """
     from scalefit.runs.harvest import collect_runs, write_runs
 
     try:
@@ -29,7 +52,22 @@ def cmd_collect(args) -> int:
 
 def plan_table(spec, out=None):
     """One row per run (the plan, plus LRs added by bracket extension in ``out``): id, sweep, size,
-    N, D, optimizer, LR, seed, steps, FLOPs, status."""
+    N, D, optimizer, LR, seed, steps, FLOPs, status.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : str or Path, optional
+        A runner output directory; without it no extensions are listed and every status is
+        ``-``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns run_id, sweep, size, n_params, n_tokens, optimizer, lr, wd, seed, steps, flops,
+        status (:func:`scalefit.grids.store.status`), in claim order.
+    """
     import pandas as pd
 
     from scalefit.grids import brackets, store
@@ -56,6 +94,18 @@ def _load_spec(args, command: str):
 
 
 def cmd_grid_plan(args) -> int:
+    """``scalefit grid plan GRID [--out DIR]``: print a grid's runs, FLOPs and states.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``grid`` (the spec) and ``out`` (optional runner output directory).
+
+    Returns
+    -------
+    int
+        0, or 2 after a one-line error for an invalid spec.
+    """
     spec = _load_spec(args, "plan")
     if spec is None:
         return 2
@@ -74,6 +124,21 @@ def cmd_grid_plan(args) -> int:
 
 
 def cmd_grid_status(args) -> int:
+    """``scalefit grid status GRID --out DIR [--card FILE]``: print a grid's progress (Markdown).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``grid`` (the spec), ``out`` (the runner output directory) and ``card`` (optional
+        Markdown file whose ``<!-- status:begin -->`` / ``<!-- status:end -->`` block is
+        replaced by the summary).
+
+    Returns
+    -------
+    int
+        0, or 2 after a one-line error (invalid spec, nothing trained in ``out``, a card without
+        the markers).
+    """
     import re
     from pathlib import Path
 
@@ -101,7 +166,13 @@ def cmd_grid_status(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``collect`` and ``grid plan`` to the main CLI's subparsers."""
+    """Add ``collect``, ``grid plan`` and ``grid status`` to the main CLI's subparsers.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        What ``ArgumentParser.add_subparsers`` returned for the main ``scalefit`` parser.
+    """
     p = subparsers.add_parser("collect", help="runner output DIR -> runs table (CSV/Parquet)",
                               description="Collect DIR/runs/*/result.json (DIR/cells/*/ in an old-layout "
                               "directory) into a runs table.")

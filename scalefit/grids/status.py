@@ -32,10 +32,10 @@ import pandas as pd
 from scalefit.grids import brackets, store
 from scalefit.grids.spec import GridSpec
 
-__all__ = ["SWEEP_KEYS", "vertex", "sweeps", "seed_noise", "log_slopes", "grid_table", "sweep_states",
+__all__ = ["SWEEP_COLUMNS", "vertex", "sweeps", "seed_noise", "log_slopes", "grid_table", "sweep_states",
            "eta_seconds", "status_markdown"]
 
-SWEEP_KEYS = ["optimizer", "size", "n_tokens", "seed", "weight_decay"]
+SWEEP_COLUMNS = ["optimizer", "size", "n_tokens", "seed", "weight_decay"]
 FALLBACK_FLOPS_PER_S = 3.0e10  # a rough one-CPU-thread rate: the ETA's guess until a run has finished
 
 
@@ -223,16 +223,16 @@ def sweep_states(runs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per :data:`SWEEP_KEYS` group: sweep, n_params, lrs_done, lrs, lr_min, lr_max,
+        One row per :data:`SWEEP_COLUMNS` group: sweep, n_params, lrs_done, lrs, lr_min, lr_max,
         added, best_lr, best_loss, diverged, failed, state (``pending``, ``in progress``,
         ``bracketed``, ``EDGE low``, ``EDGE high`` or ``no ok run``).
     """
     rows = []
-    for key, g in runs.groupby(SWEEP_KEYS):
+    for key, g in runs.groupby(SWEEP_COLUMNS):
         g = g.sort_values("lr")
         fin = g[g["status"].isin(["ok", "diverged", "failed"])]
         ok = fin[(fin["status"] == "ok") & fin["final_loss"].notna()]
-        row = dict(zip(SWEEP_KEYS, key), sweep=g["sweep"].iloc[0], n_params=g["n_params"].iloc[0], lrs_done=len(fin), lrs=len(g),
+        row = dict(zip(SWEEP_COLUMNS, key), sweep=g["sweep"].iloc[0], n_params=g["n_params"].iloc[0], lrs_done=len(fin), lrs=len(g),
                    lr_min=g["lr"].min(), lr_max=g["lr"].max(), added=int(g["added"].sum()),
                    best_lr=np.nan, best_loss=np.nan, diverged=int((fin["status"] == "diverged").sum()),
                    failed=int((fin["status"] == "failed").sum()), state="pending" if fin.empty else "in progress")

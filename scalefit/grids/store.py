@@ -51,8 +51,13 @@ __all__ = ["RESULT", "CLAIM", "CHECKPOINT", "CONFIG", "TRAJECTORY", "ATTEMPTS", 
            "read_json", "run_dir", "claim_is_stale", "try_claim", "owns_claim", "heartbeat", "Heartbeat",
            "release", "clean_leftovers", "count_start", "status"]
 
-RESULT, CLAIM, CHECKPOINT, CONFIG, TRAJECTORY, ATTEMPTS = (
-    "result.json", "claim", "checkpoint.pt", "config.json", "trajectory.parquet", "attempts.json")
+# The file names of one run directory (see the layout above).
+RESULT = "result.json"
+CLAIM = "claim"
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+TRAJECTORY = "trajectory.parquet"
+ATTEMPTS = "attempts.json"
 
 
 def _clean(o):

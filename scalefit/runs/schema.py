@@ -3,7 +3,8 @@
 A runs table has one row per training run. The fitter needs the required columns; the runner
 writes every contract column into each run's ``result.json`` and `scalefit.runs.harvest` puts
 them first, in this order, followed by the runner's own columns. Any other column is kept and
-may be used with ``--where``, ``--cell-by`` or ``--n-column``.
+may be used with ``--where``, ``--cell-by`` or ``--n-column``. What each column means to the
+model: docs/model.md#runs-table.
 
 It also fixes where a runner output directory keeps its result files: ``OUT/runs/<run_id>/``.
 Grids started before that name keep theirs in ``OUT/cells/<run_id>/``; :func:`runs_root` picks
@@ -59,8 +60,26 @@ LEGACY_RUNS_DIR = "cells"  # the layout of older grids (and of the shipped data/
 
 
 def runs_root(out: str | Path) -> Path:
-    """``OUT/cells`` when that folder exists (a grid begun with the old layout keeps writing there,
-    so a resumed grid never trains a run twice or splits across two folders), else ``OUT/runs``."""
+    """The folder of a runner output directory that holds one folder per run.
+
+    ``OUT/cells`` when that folder exists (a grid begun with the old layout keeps writing there,
+    so a resumed grid never trains a run twice or splits across two folders), else ``OUT/runs``.
+
+    Parameters
+    ----------
+    out : str or Path
+        The runner output directory.
+
+    Returns
+    -------
+    Path
+        ``out/cells`` or ``out/runs`` (which need not exist yet).
+
+    Examples
+    --------
+    >>> runs_root("/nonexistent/out").name
+    'runs'
+    """
     out = Path(out)
     legacy = out / LEGACY_RUNS_DIR
     return legacy if legacy.is_dir() else out / RUNS_DIR

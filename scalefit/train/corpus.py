@@ -12,6 +12,17 @@
 
 Batches are random windows drawn with a generator seeded by (seed, step), so the data
 position of a run is its step: a resumed run sees exactly the batches it would have seen.
+
+To train on another machine with the same stdlib bytes, dump them once
+(``python -m scalefit.train.corpus dump stdlib.bin.gz``) and point ``SCALEFIT_STDLIB_CORPUS``
+at the file. No torch here (numpy only).
+
+Examples
+--------
+>>> corpus = load_corpus({"kind": "stdlib", "val_fraction": 0.01})  # doctest: +SKIP
+>>> x, y = corpus.batch(step=0, seed=0, batch_size=8, seq_len=128)  # doctest: +SKIP
+>>> x.shape, corpus.vocab_size  # doctest: +SKIP
+((8, 128), 256)
 """
 from __future__ import annotations
 
@@ -26,11 +37,29 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["Corpus", "load_corpus", "stdlib_files", "stdlib_bytes", "read_stream_file", "dump_stdlib",
+           "STDLIB_ENV"]
+
 HASH_HEAD = 64 << 20  # bytes of a token file that go into its hash
 
 
 @dataclass
 class Corpus:
+    """A training corpus: train and validation token streams.
+
+    Attributes
+    ----------
+    name : str
+        ``stdlib``, ``tokens:<name>`` or ``text:<name>``.
+    train : numpy.ndarray
+        The training stream, 1-D uint8 (byte-level) or uint16 (token files, memory-mapped).
+    val : numpy.ndarray
+        The validation stream.
+    vocab_size : int
+        Vocabulary size (256 for byte-level corpora).
+    sha256 : str
+        Hash of the data (recorded with every run, see the module docstring).
+    """
     name: str
     train: np.ndarray  # 1-D uint8 / uint16
     val: np.ndarray
@@ -40,7 +69,28 @@ class Corpus:
     def batch(self, step: int, seed: int, batch_size: int, seq_len: int, rank: int = 0, world: int = 1):
         """Input and target windows (int64, [batch_size // world, seq_len]) of rank ``rank``: the
         global batch depends only on (seed, step), and each rank takes its contiguous slice, so a
-        DDP run sees the same data as a single-process run of the same config."""
+        DDP run sees the same data as a single-process run of the same config.
+
+        Parameters
+        ----------
+        step : int
+            The step the batch is for.
+        seed : int
+            The run's seed.
+        batch_size : int
+            Global batch size, in sequences.
+        seq_len : int
+            Window length.
+        rank : int, default 0
+            This process's index.
+        world : int, default 1
+            Number of processes sharing the batch.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(inputs, targets)``, targets shifted by one token.
+        """
         rng = np.random.default_rng([seed, step])
         starts = rng.integers(0, len(self.train) - seq_len - 1, size=batch_size)
         per = batch_size // world
@@ -51,7 +101,20 @@ class Corpus:
 
     def eval_windows(self, n_tokens: int, seq_len: int):
         """The fixed held-out set: the first ``n_tokens`` of the validation split, cut into
-        consecutive windows of ``seq_len`` (at least one window)."""
+        consecutive windows of ``seq_len`` (at least one window).
+
+        Parameters
+        ----------
+        n_tokens : int
+            Held-out tokens to use (capped by the validation split).
+        seq_len : int
+            Window length.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(inputs, targets)``, int64 [windows, seq_len].
+        """
         n = max(1, min(n_tokens, len(self.val) - 1) // seq_len)
         w = self.val[: n * seq_len + 1].astype(np.int64)
         x = w[:-1].reshape(n, seq_len)
@@ -60,6 +123,19 @@ class Corpus:
 
 
 def stdlib_files(root: str | None = None) -> list[Path]:
+    """The ``.py`` files of the stdlib corpus, in stream order.
+
+    Parameters
+    ----------
+    root : str, optional
+        A stdlib directory (default: this Python's).
+
+    Returns
+    -------
+    list of Path
+        Every ``.py`` file under ``root`` outside ``site-packages``, ``dist-packages`` and
+        ``__pycache__``, sorted by relative path.
+    """
     root = Path(root or sysconfig.get_paths()["stdlib"])
     out = []
     for dp, dn, fn in os.walk(root):
@@ -77,18 +153,51 @@ STDLIB_ENV = "SCALEFIT_STDLIB_CORPUS"  # a dumped stdlib stream to use instead o
 
 
 def stdlib_bytes(root: str | None = None) -> bytes:
-    """The stdlib stream of the running Python (or of the stdlib directory ``root``)."""
+    """The stdlib stream of the running Python (or of the stdlib directory ``root``).
+
+    Parameters
+    ----------
+    root : str, optional
+        A stdlib directory (default: this Python's).
+
+    Returns
+    -------
+    bytes
+        Each file's bytes followed by a NUL, in :func:`stdlib_files` order.
+    """
     return b"".join(p.read_bytes() + b"\0" for p in stdlib_files(root))
 
 
 def read_stream_file(path: str | os.PathLike) -> bytes:
-    """Bytes of a dumped stream: gzip (by magic number) or raw."""
+    """Bytes of a dumped stream: gzip (by magic number) or raw.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`dump_stdlib`.
+
+    Returns
+    -------
+    bytes
+        The stream.
+    """
     raw = Path(path).read_bytes()
     return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def dump_stdlib(path: str | os.PathLike) -> str:
-    """Write this Python's stdlib stream to ``path`` (gzip if it ends in .gz); returns its sha256."""
+    """Write this Python's stdlib stream to ``path`` (gzip if it ends in .gz); returns its sha256.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write.
+
+    Returns
+    -------
+    str
+        The sha256 of the uncompressed stream (the ``corpus_sha256`` runs will record).
+    """
     buf = stdlib_bytes()
     data = gzip.compress(buf, compresslevel=6, mtime=0) if str(path).endswith(".gz") else buf
     Path(path).write_bytes(data)
@@ -149,7 +258,24 @@ def _load(kind: str, path: str | None, val_path: str | None, vocab_size: int | N
 
 
 def load_corpus(data: dict) -> Corpus:
-    """Corpus for a run's ``config['data']`` (cached per process)."""
+    """Corpus for a run's ``config['data']`` (cached per process).
+
+    Parameters
+    ----------
+    data : dict
+        ``kind`` (``stdlib``, ``tokens`` or ``text``), ``path``, ``val_path``, ``vocab_size``,
+        ``val_fraction`` (default 0.01).
+
+    Returns
+    -------
+    Corpus
+        The corpus; the stdlib one reads ``SCALEFIT_STDLIB_CORPUS`` if set.
+
+    Raises
+    ------
+    ValueError
+        If the kind is unknown or the text or dumped corpus is empty.
+    """
     return _load(data["kind"], data.get("path"), data.get("val_path"), data.get("vocab_size"),
                  float(data.get("val_fraction", 0.01)))
 

@@ -5,6 +5,14 @@ Pre-LN blocks, GELU MLP (4x), learned positions, causal attention through
 head), LM head tied to the token embedding by default. q, k, v and the output projection are
 separate Linear layers so that the weight-norm probe and AdamH see one matrix per role.
 Parameter counts match :func:`scalefit.grids.spec.count_params` (tested).
+
+Examples
+--------
+>>> import torch
+>>> model = GPT(GPTConfig(d_model=64, n_layer=2, n_head=2))
+>>> logits, loss = model(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))
+>>> logits.shape
+torch.Size([1, 8, 256])
 """
 from __future__ import annotations
 
@@ -15,9 +23,37 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+__all__ = ["GPTConfig", "GPT", "Block", "Attention", "MLP"]
+
 
 @dataclass
 class GPTConfig:
+    """The architecture of a :class:`GPT` (a ladder size, plus the corpus's vocabulary).
+
+    Attributes
+    ----------
+    vocab_size : int
+        Vocabulary size (256: the byte-level default corpus).
+    seq_len : int
+        Context length (learned positions).
+    n_layer : int
+        Transformer blocks.
+    n_head : int
+        Attention heads (must divide ``d_model``).
+    d_model : int
+        Residual width.
+    mlp_ratio : int
+        MLP hidden width over ``d_model``.
+    bias : bool
+        Biases in Linear layers and LayerNorms.
+    qk_norm : bool
+        Parameter-free RMSNorm on q and k per head.
+    tie_embeddings : bool
+        LM head tied to the token embedding.
+    init_std : float
+        Init std of every Linear and Embedding weight; residual projections get
+        ``init_std / sqrt(2 n_layer)``.
+    """
     vocab_size: int = 256      # byte-level default corpus
     seq_len: int = 128         # context length (learned positions)
     n_layer: int = 2
@@ -31,6 +67,14 @@ class GPTConfig:
 
 
 class Attention(nn.Module):
+    """Causal multi-head self-attention with separate q, k, v and output projections.
+
+    Parameters
+    ----------
+    c : GPTConfig
+        The architecture.
+    """
+
     def __init__(self, c: GPTConfig):
         super().__init__()
         self.n_head, self.qk_norm = c.n_head, c.qk_norm
@@ -40,6 +84,7 @@ class Attention(nn.Module):
         self.o = nn.Linear(c.d_model, c.d_model, bias=c.bias)
 
     def forward(self, x):
+        """Attend over ``x`` ([batch, time, d_model]); returns the same shape."""
         B, T, C = x.shape
         q, k, v = (lin(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for lin in (self.q, self.k, self.v))
@@ -50,16 +95,33 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The block's feed-forward part: Linear, GELU (tanh form), Linear.
+
+    Parameters
+    ----------
+    c : GPTConfig
+        The architecture.
+    """
+
     def __init__(self, c: GPTConfig):
         super().__init__()
         self.fc = nn.Linear(c.d_model, c.mlp_ratio * c.d_model, bias=c.bias)
         self.proj = nn.Linear(c.mlp_ratio * c.d_model, c.d_model, bias=c.bias)
 
     def forward(self, x):
+        """Apply the MLP to ``x`` ([batch, time, d_model]); returns the same shape."""
         return self.proj(F.gelu(self.fc(x), approximate="tanh"))
 
 
 class Block(nn.Module):
+    """A pre-LN transformer block: ``x + attn(ln1(x))``, then ``+ mlp(ln2(x))``.
+
+    Parameters
+    ----------
+    c : GPTConfig
+        The architecture.
+    """
+
     def __init__(self, c: GPTConfig):
         super().__init__()
         self.ln1 = nn.LayerNorm(c.d_model, bias=c.bias)
@@ -68,11 +130,27 @@ class Block(nn.Module):
         self.mlp = MLP(c)
 
     def forward(self, x):
+        """Apply the block to ``x`` ([batch, time, d_model]); returns the same shape."""
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
 
 class GPT(nn.Module):
+    """The decoder: embeddings, ``n_layer`` blocks, final LayerNorm, LM head.
+
+    Parameters
+    ----------
+    c : GPTConfig
+        The architecture.
+
+    Attributes
+    ----------
+    config : GPTConfig
+        The architecture.
+    lm_head : torch.nn.Linear or None
+        The untied LM head; None when tied to ``wte``.
+    """
+
     def __init__(self, c: GPTConfig):
         super().__init__()
         self.config = c
@@ -93,6 +171,21 @@ class GPT(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, idx, targets=None):
+        """Logits, and the mean cross-entropy when targets are given.
+
+        Parameters
+        ----------
+        idx : torch.Tensor
+            Token ids, int64 [batch, time] with time <= ``seq_len``.
+        targets : torch.Tensor, optional
+            Next-token ids of the same shape.
+
+        Returns
+        -------
+        tuple
+            ``(logits, loss)``: logits [batch, time, vocab_size], loss a float32 scalar (None
+            without targets).
+        """
         T = idx.size(1)
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for b in self.blocks:
@@ -106,12 +199,25 @@ class GPT(nn.Module):
 
     # -- parameter roles, shared by the optimizers and the probe ----------------------------
     def hidden_matrices(self) -> list[tuple[str, nn.Parameter]]:
-        """Weights of the Linear layers inside the blocks (q, k, v, o, fc, proj)."""
+        """Weights of the Linear layers inside the blocks (q, k, v, o, fc, proj).
+
+        Returns
+        -------
+        list of tuple
+            ``(name, parameter)`` pairs: the matrices AdamH keeps on spheres and the probe
+            aggregates.
+        """
         return [(n, p) for n, p in self.named_parameters()
                 if n.startswith("blocks.") and p.dim() == 2]
 
     def count_params(self) -> tuple[int, int]:
-        """(non-embedding, total): non-embedding excludes wte, wpe and the LM head."""
+        """(non-embedding, total): non-embedding excludes wte, wpe and the LM head.
+
+        Returns
+        -------
+        tuple of int
+            As :func:`scalefit.grids.spec.count_params` computes without building the model.
+        """
         total = sum(p.numel() for p in self.parameters())
         emb = self.wte.weight.numel() + self.wpe.weight.numel()
         if self.lm_head is not None:

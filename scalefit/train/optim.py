@@ -17,21 +17,54 @@ and R = ||W_0||_F stored at the first step::
 so every covered matrix stays on the sphere of radius R and the LR *is* the relative step before
 projection (the per-step angle is ~ lr_t). The token/position embeddings (a tied LM head
 included), LayerNorm gains and biases use plain Adam (no weight decay) at ``adam_lr * s(t)``.
-AdamH itself uses no weight decay: on the sphere it is a first-order no-op.
+AdamH itself uses no weight decay: on the sphere it is a first-order no-op. (See the theory
+page, docs/theory.md#adamh-rule and docs/theory.md#adamh-lr.)
 """
 from __future__ import annotations
 
 import torch
 
+__all__ = ["AdamH", "build_optimizer"]
+
 
 class AdamH(torch.optim.Optimizer):
-    """Adam whose ``hyper=True`` groups are kept on the sphere of their initial Frobenius norm."""
+    """Adam whose ``hyper=True`` groups are kept on the sphere of their initial Frobenius norm.
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups; a group with ``hyper=True`` takes the AdamH update, the
+        others plain Adam without weight decay.
+    lr : float, default 1e-2
+        Default LR of a group (the training loop sets each group's ``lr`` every step).
+    betas : tuple of float, default (0.9, 0.95)
+        Adam's moment decay rates.
+    eps : float, default 1e-8
+        Added to the root of the second moment.
+    """
 
     def __init__(self, params, lr: float = 1e-2, betas=(0.9, 0.95), eps: float = 1e-8):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, hyper=False))
 
     @torch.no_grad()
     def step(self, closure=None):
+        """Take one optimizer step.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss.
+
+        Returns
+        -------
+        float or None
+            The closure's loss, if one was given.
+
+        Raises
+        ------
+        ValueError
+            If a ``hyper`` matrix has norm 0 at its first step (no sphere to keep it on).
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -67,7 +100,27 @@ class AdamH(torch.optim.Optimizer):
 
 def build_optimizer(model, config: dict) -> torch.optim.Optimizer:
     """Optimizer for ``model`` from a run config; each group carries ``base_lr`` (the peak LR)
-    so the training loop sets ``group['lr'] = group['base_lr'] * s(t)``."""
+    so the training loop sets ``group['lr'] = group['base_lr'] * s(t)``.
+
+    Parameters
+    ----------
+    model : GPT
+        The model (its parameter roles: :meth:`scalefit.train.gpt.GPT.hidden_matrices`).
+    config : dict
+        A run's ``config``: optimizer, lr, weight_decay, betas, eps, adam_lr (AdamH),
+        decay_embeddings (AdamW, default true).
+
+    Returns
+    -------
+    torch.optim.Optimizer
+        ``torch.optim.AdamW`` with groups ``decay`` / ``no_decay``, or :class:`AdamH` with groups
+        ``hyper`` / ``adam``.
+
+    Raises
+    ------
+    ValueError
+        If the optimizer is neither ``adamw`` nor ``adamh``.
+    """
     hidden = {id(p) for _, p in model.hidden_matrices()}
     betas, eps = tuple(config["betas"]), config["eps"]
     if config["optimizer"] == "adamw":

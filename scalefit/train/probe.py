@@ -1,7 +1,8 @@
 """Weight-norm probe: per 2-D matrix norms, relative updates and per-step angles.
 
 On a cadence step t the probe copies each tracked matrix before ``optimizer.step()`` and, after
-it, records one row per matrix (THEORY.md §1.3-1.4), with all reductions in float64:
+it, records one row per matrix (see the theory page, docs/theory.md#per-step-measures), with all
+reductions in float64:
 
 - ``norm``        ||W_{t+1}||_F (and ``norm_prev`` = ||W_t||_F),
 - ``rel_update``  ||W_{t+1} - W_t||_F / ||W_t||_F,
@@ -18,11 +19,11 @@ Cadence: every step for t < ``dense_until`` (the fast early transient), then eve
 steps, and always the last step.
 
 Run aggregates (:func:`summarize`). Over matrices: theta_bar_t = **geometric mean** of theta over
-the hidden matrices, unweighted (THEORY.md §1.2/§1.4: at equilibrium every hidden matrix rotates at
-the same rate whatever its shape, so an unweighted average is the natural one; the geometric mean
-is the primary choice there because, in the transient, the residual projections (init std
-0.02/sqrt(2L)) turn several times faster than the rest and would dominate an arithmetic mean; it
-is also the average that matches the log-space map and fit). Over time, **every step counts once**:
+the hidden matrices, unweighted (docs/theory.md#eff-lr-aggregate: at equilibrium every hidden
+matrix rotates at the same rate whatever its shape, so an unweighted average is the natural one;
+the geometric mean is the primary choice there because, in the transient, the residual
+projections (init std 0.02/sqrt(2L)) turn several times faster than the rest and would dominate
+an arithmetic mean; it is also the average that matches the log-space map and fit). Over time, **every step counts once**:
 
 - **every step is accumulated**: on every step the probe also computes theta_t and the relative
   update of each hidden matrix cheaply (fp32 copy into persistent buffers, fp64 only on the
@@ -48,15 +49,28 @@ is also the average that matches the log-space map and fit). Over time, **every 
 - ``rel_update_eff``    like ``eff_lr`` with the relative update instead of the angle;
 - ``rms_final``         mean over hidden matrices of RMS(W) = ||W||/sqrt(numel) at the last probe;
 - AdamW only: ``t_eq`` the first step where the mean hidden RMS^2 (interpolated between probes)
-  is within 10% of its quasi-equilibrium lr_t / (2 wd) (THEORY §3.2; NaN if never),
+  is within 10% of its quasi-equilibrium lr_t / (2 wd) (docs/theory.md#timescale; NaN if never),
   ``transient_frac`` = t_eq / steps; ``equilibration_number`` E = 2 wd sum_t lr_t is set by the
   caller, which knows the schedule.
+
+The runner (:func:`scalefit.train.run.training_function`) drives :class:`WeightProbe` and writes
+its records to ``trajectory.parquet``; :func:`summarize` gives the result's ``eff_lr`` columns.
+
+Examples
+--------
+>>> probe = WeightProbe(model, every=10, dense_until=20)  # doctest: +SKIP
+>>> if probe.due(step, steps):  # doctest: +SKIP
+...     probe.before(); optimizer.step(); probe.after(step, s)
+>>> summarize(probe.records, steps=steps, lr=lr, weight_decay=wd, optimizer="adamw")  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+__all__ = ["WeightProbe", "TRAJECTORY_COLUMNS", "STEP_GROUP", "STEP_MATRIX", "S_MIN", "per_probe",
+           "per_step_curve", "per_step", "summarize"]
 
 TRAJECTORY_COLUMNS = ["step", "lr_mult", "matrix", "group", "numel", "norm_prev", "norm",
                       "rel_update", "theta"]
@@ -69,7 +83,24 @@ STEP_MATRIX = "hidden (geometric mean)"
 class WeightProbe:
     """Call ``due(step, total)`` then, if it says so, ``before()`` / ``optimizer.step()`` /
     ``after(step, s)``. Every step gets the cheap per-step row; cadence steps also get the
-    per-matrix float64 rows."""
+    per-matrix float64 rows.
+
+    Parameters
+    ----------
+    model : GPT
+        The model (unwrapped); its hidden matrices, token embedding and untied LM head are
+        tracked.
+    every : int, default 10
+        Per-matrix rows every this many steps after ``dense_until``; 0 or less turns the probe
+        off.
+    dense_until : int, default 20
+        Per-matrix rows on every step before this one.
+
+    Attributes
+    ----------
+    tracked : list of tuple
+        ``(name, parameter, group)`` of every tracked matrix.
+    """
 
     def __init__(self, model, every: int = 10, dense_until: int = 20):
         self.every, self.dense_until = every, dense_until
@@ -96,16 +127,45 @@ class WeightProbe:
         self._pending, self._records = [], list(value)
 
     def on_cadence(self, step: int, total: int) -> bool:
+        """Whether ``step`` gets per-matrix rows: before ``dense_until``, every ``every`` steps,
+        and the last step.
+
+        Parameters
+        ----------
+        step : int
+            0-based step.
+        total : int
+            Steps in the run.
+
+        Returns
+        -------
+        bool
+            True on a cadence step.
+        """
         return step < self.dense_until or step % self.every == 0 or step == total - 1
 
     def due(self, step: int, total: int) -> bool:
-        """True on every step while the probe is on (``every > 0``): every step is accumulated."""
+        """True on every step while the probe is on (``every > 0``): every step is accumulated.
+
+        Parameters
+        ----------
+        step : int
+            0-based step about to be taken.
+        total : int
+            Steps in the run.
+
+        Returns
+        -------
+        bool
+            Whether to call :meth:`before` and :meth:`after` around this step.
+        """
         if self.every <= 0:
             return False
         self._cadence = self.on_cadence(step, total)
         return True
 
     def before(self) -> None:
+        """Copy the tracked matrices just before ``optimizer.step()``."""
         import torch
 
         with torch.no_grad():
@@ -117,6 +177,15 @@ class WeightProbe:
                 self._prev = [p.detach().clone() for _, p, _ in self.tracked]
 
     def after(self, step: int, lr_mult: float) -> None:
+        """Record the step just taken: the per-step row, and per-matrix rows on a cadence step.
+
+        Parameters
+        ----------
+        step : int
+            The step just taken.
+        lr_mult : float
+            s(t), the schedule multiplier it used.
+        """
         import torch  # here, not at the top: the aggregates below are used without the train extra
 
         with torch.no_grad():
@@ -134,7 +203,8 @@ class WeightProbe:
         """[geometric mean theta, geometric mean rel_update] over hidden matrices, on the device,
         without a host sync. fp32 elementwise work, fp64 only on the per-matrix scalars: the
         difference D = W_{t+1} - W_t is exact enough in fp32, and with <D, W_t> = <D, W_{t+1}> -
-        ||D||^2 no copy of W_t has to outlive the subtraction (THEORY §1.4's atan2 form)."""
+        ||D||^2 no copy of W_t has to outlive the subtraction (the atan2 form of
+        docs/theory.md#measuring-the-angle)."""
         import torch
 
         hid = [p.detach() for p in self._hidden]
@@ -190,7 +260,18 @@ def _as_dicts(records) -> list[dict]:
 def per_probe(records) -> dict[str, np.ndarray]:
     """Hidden-matrix aggregates per probed (cadence) step: ``step``, ``s``, ``theta`` and ``rel``
     (geometric means over matrices), ``rms2`` (arithmetic mean of RMS^2). ``records`` are probe
-    records (dicts) or a trajectory frame."""
+    records (dicts) or a trajectory frame.
+
+    Parameters
+    ----------
+    records : list of dict or pandas.DataFrame
+        Probe records (:attr:`WeightProbe.records`) or a ``trajectory.parquet`` frame.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Keys step, s, theta, rel, rms2, one entry per probed step in step order.
+    """
     by_step: dict[int, list[dict]] = {}
     for r in _as_dicts(records):
         if r["group"] == "hidden":
@@ -206,7 +287,25 @@ def per_probe(records) -> dict[str, np.ndarray]:
 def per_step_curve(step, s, value, total: int) -> tuple[np.ndarray, np.ndarray]:
     """(s(t), value_t / s(t)) at every step 0..total-1, linear between probed steps (flat
     beyond the ends). value/s is interpolated rather than value because it is the smooth part
-    (THEORY §3.3: theta/s is nearly constant through a fast cooldown)."""
+    (docs/theory.md#schedules: theta/s is nearly constant through a fast cooldown).
+
+    Parameters
+    ----------
+    step : array_like
+        Probed steps, increasing.
+    s : array_like
+        s(t) at those steps.
+    value : array_like
+        The measure at those steps (theta or the relative update); probes with s(t) <=
+        :data:`S_MIN` or a non-finite value are not used as nodes.
+    total : int
+        Steps in the run.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(s_all, value_over_s)`` at every step; the second is all NaN without any node.
+    """
     t = np.arange(total)
     step, s, value = (np.asarray(a, dtype=float) for a in (step, s, value))
     s_all = np.interp(t, step, s)
@@ -220,7 +319,21 @@ def per_step(records, steps: int) -> tuple[dict[str, np.ndarray], str]:
     """s(t), theta_bar_t / s(t) and rel_bar_t / s(t) at every step 0..steps-1, and how they were
     obtained: ``"every_step"`` from the probe's per-step rows when they cover every step, else
     ``"interpolated"`` between the per-matrix cadence rows (trajectories written before the
-    per-step rows existed; within ~1% at the default cadence, several % at coarser ones)."""
+    per-step rows existed; within ~1% at the default cadence, several % at coarser ones).
+
+    Parameters
+    ----------
+    records : list of dict or pandas.DataFrame
+        Probe records or a trajectory frame.
+    steps : int
+        Steps taken.
+
+    Returns
+    -------
+    tuple of (dict, str)
+        Arrays s, q (theta_bar / s), q_rel (rel_bar / s) and theta per step, and the method
+        (``"every_step"`` or ``"interpolated"``).
+    """
     rows = {int(r["step"]): r for r in _as_dicts(records) if r["group"] == STEP_GROUP}
     if steps > 0 and all(t in rows for t in range(steps)):
         s = np.array([rows[t]["lr_mult"] for t in range(steps)], dtype=float)
@@ -242,7 +355,35 @@ def _nanmean(x) -> float:
 def summarize(records, *, steps: int, lr: float, weight_decay: float,
               optimizer: str, eq_tolerance: float = 0.1) -> dict:
     """Run-level effective-LR aggregates from probe records, every step counted once (see the
-    module docstring). ``steps`` is the number of steps taken."""
+    module docstring).
+
+    Parameters
+    ----------
+    records : list of dict or pandas.DataFrame
+        Probe records or a trajectory frame.
+    steps : int
+        Number of steps taken.
+    lr : float
+        Peak LR.
+    weight_decay : float
+        Weight decay (``t_eq`` needs AdamW with weight decay > 0).
+    optimizer : str
+        ``"adamw"`` or ``"adamh"``.
+    eq_tolerance : float, default 0.1
+        Relative distance to lr_t / (2 wd) at which ``t_eq`` counts the run equilibrated.
+
+    Returns
+    -------
+    dict
+        eff_lr, eff_lr_whole_run, eff_lr_stable, theta_sum, rel_update_eff, rms_final, t_eq,
+        transient_frac and equilibration_number (NaN here: the caller sets it). All NaN
+        without probe records.
+
+    Examples
+    --------
+    >>> agg = summarize(traj, steps=1000, lr=3e-3, weight_decay=0.1, optimizer="adamw")  # doctest: +SKIP
+    >>> agg["eff_lr"]  # doctest: +SKIP
+    """
     out = dict(eff_lr=math.nan, eff_lr_whole_run=math.nan, eff_lr_stable=math.nan,
                theta_sum=math.nan, rel_update_eff=math.nan, rms_final=math.nan,
                t_eq=math.nan, transient_frac=math.nan, equilibration_number=math.nan)

@@ -7,6 +7,17 @@ write ``trajectory.parquet`` and ``result.json`` atomically.
 
 Divergence: a non-finite loss, or a ``log_every`` window whose mean loss exceeds
 ``divergence_factor`` x the first loss, stops the run with ``status = "diverged"``.
+
+A worker (:mod:`scalefit.train.shard`) claims a run, then calls :func:`training_function` with
+the run's ``config.json`` content and a :class:`RunContext`; ``scalefit collect``
+(:mod:`scalefit.runs.harvest`) later turns the ``result.json`` files into a runs table.
+
+Examples
+--------
+>>> from scalefit.grids.spec import load_spec
+>>> run = load_spec("runners/grids/micro.toml").runs[0]  # doctest: +SKIP
+>>> result = training_function(run.as_dict(), RunContext(run_dir=Path("out/runs") / run.id))  # doctest: +SKIP
+>>> result["status"], result["final_loss"], result["eff_lr"]  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -32,12 +43,30 @@ from scalefit.train.probe import TRAJECTORY_COLUMNS, WeightProbe, summarize
 from scalefit.grids.schedule import lr_multiplier
 from scalefit.runs.schema import LEGACY_RUN_ID, RUN_ID
 
+__all__ = ["RunContext", "training_function", "failure_result", "evaluate", "code_version", "save_checkpoint",
+           "load_checkpoint", "SMOOTH_FRACTION"]
+
 SMOOTH_FRACTION = 0.1  # train_loss_smoothed = mean loss over the last 10% of steps
 
 
 @dataclass
 class RunContext:
-    """What a worker hands a run: where to write and how it trains."""
+    """What a worker hands a run: where to write and how it trains.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run's directory (``OUT/runs/<id>/``): checkpoint, trajectory and result go there.
+    accelerator : accelerate.Accelerator, optional
+        The process's Accelerator; None trains in this process alone, on CUDA if available.
+    ddp : bool, default False
+        Train this run on all processes (DistributedDataParallel); else this process alone.
+    progress : bool, default False
+        Show a per-run tqdm bar.
+    trackers : tuple, default ()
+        This process's trackers (:mod:`scalefit.train.tracking`); the writing process logs
+        the training loss to them.
+    """
     run_dir: Path
     accelerator: object = None   # accelerate.Accelerator (None: plain single process, CPU/GPU)
     ddp: bool = False            # train this run on all processes (else: this process alone)
@@ -49,7 +78,13 @@ class RunContext:
 def code_version() -> str:
     """``train-<sha256[:12]>`` of the training code: every ``scalefit/train/*.py`` (names and
     bytes, sorted). Unlike git HEAD it moves only when the code that trains a run does, and it
-    needs no git checkout. (Older result files may carry ``git describe`` values instead.)"""
+    needs no git checkout. (Older result files may carry ``git describe`` values instead.)
+
+    Returns
+    -------
+    str
+        ``train-`` and 12 hex digits.
+    """
     h = hashlib.sha256()
     for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
@@ -65,6 +100,30 @@ def _device_info(acc):
 
 @torch.no_grad()
 def evaluate(model, corpus, seq_len: int, eval_tokens: int, device, autocast, batch: int = 32) -> float:
+    """Mean next-token loss on the corpus's fixed held-out windows.
+
+    Parameters
+    ----------
+    model : GPT
+        The model (unwrapped: evaluated in this process only).
+    corpus : Corpus
+        The run's corpus (:meth:`scalefit.train.corpus.Corpus.eval_windows`).
+    seq_len : int
+        Window length.
+    eval_tokens : int
+        Held-out tokens to read (the spec's ``data.eval_tokens``).
+    device : torch.device
+        Where the model is.
+    autocast : callable
+        A context-manager factory (bf16 autocast, or ``contextlib.nullcontext``).
+    batch : int, default 32
+        Windows per forward pass.
+
+    Returns
+    -------
+    float
+        The token-weighted mean cross-entropy, in nats.
+    """
     x_all, y_all = corpus.eval_windows(eval_tokens, seq_len)
     total, n = 0.0, 0
     model.eval()
@@ -81,7 +140,39 @@ def evaluate(model, corpus, seq_len: int, eval_tokens: int, device, autocast, ba
 
 def training_function(run: dict, ctx: RunContext) -> dict:
     """Train one run (``Run.as_dict()``), resuming from its checkpoint if there is one.
-    Returns the result dict (also written to ``result.json`` by the main process)."""
+
+    The writing process (the main one under ``--ddp``, else this one) saves checkpoints and, at
+    the end, ``trajectory.parquet`` and then ``result.json``: its existence marks the run
+    finished. The checkpoint is removed then unless ``run.keep_checkpoint``.
+
+    Parameters
+    ----------
+    run : dict
+        ``{"run_id", "config", "run", "meta"}`` as :meth:`scalefit.grids.spec.Run.as_dict` gives
+        (or a ``config.json``; an older one names the id ``cell_id``).
+    ctx : RunContext
+        Where to write and how to train.
+
+    Returns
+    -------
+    dict
+        The result: the runs-table contract columns (:mod:`scalefit.runs.schema`) with
+        ``status`` ``ok`` or ``diverged``, the probe's effective-LR aggregates
+        (:func:`scalefit.train.probe.summarize`), and provenance (corpus hash, code version,
+        device, timings).
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size`` is not divisible by the number of processes under ``--ddp``. Any error
+        of the run itself propagates; the worker records it with :func:`failure_result`.
+
+    Examples
+    --------
+    >>> result = training_function(run.as_dict(), RunContext(run_dir=d))  # doctest: +SKIP
+    >>> result["status"]  # doctest: +SKIP
+    'ok'
+    """
     t_start = time.perf_counter()
     run_id = _run_id(run)
     cfg, cadences, meta = run["config"], run["run"], run["meta"]
@@ -228,7 +319,21 @@ def training_function(run: dict, ctx: RunContext) -> dict:
 
 
 def failure_result(run: dict, exc: BaseException) -> dict:
-    """result.json content for a run (``Run.as_dict()``) that raised (re-run with ``--retry-failed``)."""
+    """result.json content for a run (``Run.as_dict()``) that raised (re-run with ``--retry-failed``).
+
+    Parameters
+    ----------
+    run : dict
+        The run (``Run.as_dict()``).
+    exc : BaseException
+        What it raised; its repr and the current traceback are recorded.
+
+    Returns
+    -------
+    dict
+        The contract columns with ``status = "failed"`` and no loss, plus ``error`` and
+        ``traceback``.
+    """
     meta, cfg = run["meta"], run["config"]
     return dict(run_id=_run_id(run), status="failed", error=repr(exc),
                 traceback=traceback.format_exc(), n_params=meta["n_params"],
@@ -247,11 +352,32 @@ def _run_id(run: dict) -> str:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (``torch.save`` to a temp file, then rename).
+
+    Parameters
+    ----------
+    path : Path
+        The checkpoint file.
+    state : dict
+        Model and optimizer state dicts, step, losses, probe records, RNG state, timings.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path):
+    """Read a checkpoint written by :func:`save_checkpoint`, onto the CPU.
+
+    Parameters
+    ----------
+    path : Path
+        The checkpoint file.
+
+    Returns
+    -------
+    dict
+        The saved state.
+    """
     # weights_only=False: the checkpoint also holds RNG states and plain-Python histories we wrote
     return torch.load(path, map_location="cpu", weights_only=False)

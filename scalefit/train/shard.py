@@ -12,10 +12,17 @@ While a worker owns a run a daemon thread keeps its claim's heartbeat fresh, how
 or an eval takes. A run that raises is recorded as ``failed`` with its error and traceback (in
 ``--ddp`` too, when every process raises alike) and the grid goes on; ``--retry-failed`` re-runs
 it. Workers started by ``accelerate launch`` / torchrun exit when the launcher dies (torch elastic
-puts them in sessions of their own, so killing the launcher's process group alone left them
-training).
+puts them in sessions of their own, so killing the launcher's process group alone would
+leave them training).
 
 Usage: see ``runners/train_grid.py`` and ``docs/runners.md``.
+
+Examples
+--------
+A shell, not Python::
+
+    accelerate launch --num_processes 4 runners/train_grid.py runners/grids/micro.toml --out out/micro
+    python runners/train_grid.py runners/grids/micro.toml --out out/micro --cpu
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ from pathlib import Path
 from scalefit.grids import brackets, store
 from scalefit.grids.spec import GridSpec, Run, SpecError, load_spec
 from scalefit.runs.schema import LEGACY_RUNS_DIR, runs_root
+
+__all__ = ["all_runs", "write_plan", "exit_with_launcher", "run_worker", "main"]
 
 
 def _fmt_s(s: float) -> str:
@@ -75,7 +84,20 @@ def _claim_and_count(c: Run, d: Path, log) -> bool:
 
 
 def all_runs(spec: GridSpec, out: Path) -> list[Run]:
-    """The plan's runs plus the bracket extensions recorded in ``out``, in claim order, unique."""
+    """The plan's runs plus the bracket extensions recorded in ``out``, in claim order, unique.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : Path
+        The runner output directory.
+
+    Returns
+    -------
+    list of Run
+        :meth:`scalefit.grids.spec.GridSpec.ordered` of the plan and the extensions.
+    """
     seen, runs = set(), []
     for c in spec.runs + brackets.load(spec, out):
         if c.id not in seen:
@@ -86,7 +108,18 @@ def all_runs(spec: GridSpec, out: Path) -> list[Run]:
 
 def write_plan(out: Path, spec: GridSpec) -> None:
     """``grid.json`` (the plan's run ids) and every planned run's ``config.json``. An old-layout
-    directory (``cells/``) keeps its ``grid.json`` key ``cells`` too, so the two stay alike."""
+    directory (``cells/``) keeps its ``grid.json`` key ``cells`` too, so the two stay alike.
+
+    A ``config.json`` that exists is left as it is; a finished run's leftover temp files are
+    swept.
+
+    Parameters
+    ----------
+    out : Path
+        The runner output directory (created if missing).
+    spec : GridSpec
+        The grid spec.
+    """
     out.mkdir(parents=True, exist_ok=True)
     legacy = runs_root(out).name == LEGACY_RUNS_DIR
     store.write_json_atomic(out / "grid.json", {"name": spec.name, "spec": spec.path,
@@ -104,7 +137,18 @@ def write_plan(out: Path, spec: GridSpec) -> None:
 def exit_with_launcher(poll_s: float = 0.5) -> bool:
     """Under torch elastic, exit as soon as the launcher (our parent) is gone. The claim of the
     run in flight then names a dead pid, so the relaunch takes it over at once and resumes from
-    its checkpoint. Returns whether the watch was started."""
+    its checkpoint.
+
+    Parameters
+    ----------
+    poll_s : float, default 0.5
+        Seconds between checks of the parent pid.
+
+    Returns
+    -------
+    bool
+        Whether the watch was started (only under torch elastic: ``TORCHELASTIC_RUN_ID`` set).
+    """
     if "TORCHELASTIC_RUN_ID" not in os.environ:  # plain `python runners/train_grid.py`: nohup-safe
         return False
     parent = os.getppid()
@@ -175,7 +219,36 @@ def _extend(spec: GridSpec, out: Path, acc, *, ddp: bool, log) -> bool:
 
 def run_worker(spec: GridSpec, out: Path, acc, *, ddp: bool = False, progress: bool = False,
                retry_failed: bool = False, trackers=(), log=print) -> dict:
-    """Train every run this process can claim; returns {run_id: status} for the runs it trained."""
+    """Train every run this process can claim; returns {run_id: status} for the runs it trained.
+
+    Walks the runs in claim order, trains each one it claims, and when a pass finds nothing left,
+    adds due bracket extensions and walks again; returns once a pass adds nothing and every run
+    has been tried.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid spec.
+    out : Path
+        The runner output directory.
+    acc : accelerate.Accelerator
+        This process's Accelerator.
+    ddp : bool, default False
+        Train each run on all processes together (the main process claims and writes).
+    progress : bool, default False
+        Per-run progress bars.
+    retry_failed : bool, default False
+        Move ``failed`` results aside and train those runs again.
+    trackers : sequence, default ()
+        This process's trackers (:func:`scalefit.train.tracking.open_trackers`).
+    log : callable, default print
+        Where progress lines go.
+
+    Returns
+    -------
+    dict of str to str
+        Run id -> status (``ok``, ``diverged`` or ``failed``) of the runs trained here.
+    """
     rank, world = acc.process_index, acc.num_processes
     ran: dict[str, str] = {}
     t0, flops_here = time.perf_counter(), 0.0
@@ -215,6 +288,19 @@ def run_worker(spec: GridSpec, out: Path, acc, *, ddp: bool = False, progress: b
 
 
 def main(argv=None) -> int:
+    """The command line of ``runners/train_grid.py``: parse, plan, train, exit.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``): ``GRID --out DIR`` and the options ``--ddp``,
+        ``--cpu``, ``--threads``, ``--progress``, ``--log_with``, ``--retry-failed``.
+
+    Returns
+    -------
+    int
+        0, or 2 after a one-line error for an invalid spec.
+    """
     p = argparse.ArgumentParser(
         prog="runners/train_grid.py",
         description="Train a grid of runs (launch with `accelerate launch`, or plain python).")

@@ -5,6 +5,8 @@ other process would never reach W&B / TensorBoard. Here each process opens its o
 class (Accelerate's classes, with ``main_process_only`` turned off), named ``p<rank>``, and logs
 the runs it trains. ``jsonl`` is a built-in tracker with no dependency: one
 ``OUT/trackers/p<rank>.jsonl`` per process, a JSON object per line.
+
+Workers open them with ``--log_with`` (``runners/train_grid.py``, :func:`scalefit.train.shard.main`).
 """
 from __future__ import annotations
 
@@ -13,9 +15,19 @@ from pathlib import Path
 
 from accelerate.tracking import LOGGER_TYPE_TO_CLASS, GeneralTracker
 
+__all__ = ["JsonlTracker", "open_trackers"]
+
 
 class JsonlTracker(GeneralTracker):
-    """Append-only JSON lines; ``{"config": ...}`` first, then ``{"step": s, **values}``."""
+    """Append-only JSON lines; ``{"config": ...}`` first, then ``{"step": s, **values}``.
+
+    Parameters
+    ----------
+    run_name : str
+        The file's stem (``p<rank>``).
+    logging_dir : str or Path
+        The folder of the file (``OUT/trackers``).
+    """
     name = "jsonl"
     requires_logging_directory = True
     main_process_only = False
@@ -26,11 +38,13 @@ class JsonlTracker(GeneralTracker):
         self._f = None
 
     def start(self):
+        """Open the file for appending (creating its folder)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a")
 
     @property
     def tracker(self):
+        """The open file (None before :meth:`start`)."""
         return self._f
 
     def _write(self, obj):
@@ -38,18 +52,62 @@ class JsonlTracker(GeneralTracker):
         self._f.flush()
 
     def store_init_configuration(self, values: dict):
+        """Write ``{"config": values}``.
+
+        Parameters
+        ----------
+        values : dict
+            The configuration to record.
+        """
         self._write({"config": values})
 
     def log(self, values: dict, step=None, **kwargs):
+        """Write ``{"step": step, **values}``.
+
+        Parameters
+        ----------
+        values : dict
+            What to log.
+        step : int, optional
+            The step it belongs to.
+        **kwargs
+            Ignored (Accelerate's tracker interface).
+        """
         self._write({"step": step, **values})
 
     def finish(self):
+        """Close the file."""
         if self._f:
             self._f.close()
 
 
 def open_trackers(names: list[str], out: Path, rank: int, grid: str, config: dict) -> list:
-    """Start one run per tracker name for this process (``jsonl`` or any Accelerate tracker)."""
+    """Start one run per tracker name for this process (``jsonl`` or any Accelerate tracker).
+
+    Parameters
+    ----------
+    names : list of str
+        Tracker names: ``jsonl`` or a key of Accelerate's ``LOGGER_TYPE_TO_CLASS``.
+    out : Path
+        The runner output directory (trackers that log to files use ``out/trackers``).
+    rank : int
+        This process's index: the tracker run is named ``p<rank>`` (W&B: ``<grid>-p<rank>``,
+        grouped by grid).
+    grid : str
+        The grid's name.
+    config : dict
+        Recorded as the tracker run's configuration, with ``process = rank`` added.
+
+    Returns
+    -------
+    list
+        The started trackers.
+
+    Raises
+    ------
+    ValueError
+        If a name is not a known tracker.
+    """
     trackers = []
     for name in names:
         if name == "jsonl":

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Train a grid on a Slurm cluster: one task per node, each node runs `accelerate launch` with
 # its 8 GPUs; all nodes share --out (a shared filesystem) and claim runs from it.
-#   sbatch runners/slurm_collect.sh runners/grids/gpt2_ladder.toml /shared/runs/gpt2
+#   sbatch runners/slurm_train.sh runners/grids/gpt2_ladder.toml /shared/runs/gpt2
 # Resubmitting the same command resumes: finished runs are skipped, killed runs continue from
 # their last checkpoint (a claim whose heartbeat is older than run.lease_s is taken over).
 #SBATCH --job-name=scalefit-train
@@ -12,8 +12,8 @@
 #SBATCH --time=24:00:00
 #SBATCH --output=slurm-%x-%j.out
 set -euo pipefail
-GRID=${1:?usage: sbatch runners/slurm_collect.sh GRID.toml OUT_DIR [--ddp]}
-OUT=${2:?usage: sbatch runners/slurm_collect.sh GRID.toml OUT_DIR [--ddp]}
+GRID=${1:?usage: sbatch runners/slurm_train.sh GRID.toml OUT_DIR [--ddp]}
+OUT=${2:?usage: sbatch runners/slurm_train.sh GRID.toml OUT_DIR [--ddp]}
 shift 2
 GPUS_PER_NODE=8
 MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)

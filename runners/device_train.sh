@@ -3,7 +3,7 @@
 # and leave a directory that resumes cleanly on another machine (claims, checkpoints and temp
 # files removed: a run killed mid-way restarts from step 0 on the next call).
 #
-#   runners/device_collect.sh GRID OUT SECONDS cpu|cuda K LOGDIR
+#   runners/device_train.sh GRID OUT SECONDS cpu|cuda K LOGDIR
 #
 # cpu: K processes, 1 thread each, CUDA hidden (--cpu). cuda: K processes sharing the one visible
 # GPU (each a plain single process, so each uses cuda:0; no `accelerate launch`, whose ranks
@@ -37,4 +37,4 @@ wait 2>/dev/null
 RUNS="$OUT/runs"; [ -d "$OUT/cells" ] && RUNS="$OUT/cells"   # an old-layout OUT keeps cells/
 find "$RUNS" \( -name claim -o -name '.claim.stale.*' -o -name '*.tmp' -o -name 'checkpoint.pt' \
     -o -name 'attempts.json' \) -delete 2>/dev/null
-echo "device_collect: stopped after $SECONDS s; finished runs: $(ls "$RUNS"/*/result.json 2>/dev/null | wc -l)"
+echo "device_train: stopped after $SECONDS s; finished runs: $(ls "$RUNS"/*/result.json 2>/dev/null | wc -l)"

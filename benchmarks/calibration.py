@@ -1,11 +1,17 @@
 """Calibration on real sweeps: `scalefit calibrate` over every public table in ../shared/data
-(skipped when absent) and the bundled grid; one table per dataset, then the pooled one.
+(skipped when absent) and the bundled grids; one table per dataset, then the pooled ones.
 
-    python benchmarks/calibration.py [--draws 1000] [--config model.json] [--save rows.csv]
-    python benchmarks/calibration.py --only hyperball_130m
+    python benchmarks/calibration.py [--draws 3000] [--config model.json]
+    python benchmarks/calibration.py --only hyperball_130m --save /tmp/rows.csv
+    python benchmarks/calibration.py --from-csv benchmarks/results/calibration.csv
 
-Pooled scores weight every dataset equally (the mean of the per-dataset scores), so a dataset
-with many long chains (hyperball's 13 budgets) does not drown one with a single chain.
+Every scored row goes to ONE current result file, benchmarks/results/calibration.csv (--save
+moves it). Tables are the harness's v2 ones (`scalefit.evaluation.calibrate.format_scores`):
+every held-out cell weighs once, 90% cluster-bootstrap intervals, noise-aware coverage and
+interval score, regret. Pooled tables weight every dataset equally (cells resampled within each
+dataset), so a dataset with many long chains (hyperball's 13 budgets) does not drown one with a
+single chain; a public-only view and an every-cell-equal view follow, then the pooled tables by
+family and by extrapolation distance.
 """
 
 from __future__ import annotations
@@ -40,63 +46,79 @@ DATASETS = [
     ("cpu_ladder_v1", REPO / "data/cpu_ladder_v1/runs.csv",
      [{"where": {"optimizer": "adamw"}}], "N,D,ND", None),
     ("cpu_ladder_v1_adamh", REPO / "data/cpu_ladder_v1/runs.csv", [{"where": {"optimizer": "adamh"}}], "N", None),
+    ("cpu_ladder_v2_h100_wd1", REPO / "data/cpu_ladder_v2_h100/runs.csv",
+     [{"where": {"optimizer": "adamw", "weight_decay": 1.0}}], "N,D,ND", None),
 ]
 
 
-SCORES = ("abs_log10_err", "cover50", "cover90", "width90_dec", "interval_score", "lpd")
-OURS = ("cpu_ladder_v1", "cpu_ladder_v1_adamh")  # our own grids; every other dataset is public
+OURS = ("cpu_ladder_v1", "cpu_ladder_v1_adamh", "cpu_ladder_v2_h100_wd1")  # our own grids; the rest are public
+RESULT = REPO / "benchmarks/results/calibration.csv"
 
 
-def print_pooled(rows: pd.DataFrame) -> None:
-    """Pooled scores: every dataset weighted equally, and every held-out cell weighted equally,
-    over all datasets and over the public ones (data nobody here produced)."""
-    from scalefit.evaluation.calibrate import format_summary, summarize
+def print_dataset(name: str, rows: pd.DataFrame, n_boot: int) -> None:
+    """One dataset's tables: per method, by family, by extrapolation distance."""
+    from scalefit.evaluation.calibrate import format_scores, summarize
 
-    per = pd.concat([summarize(g, ("method",)).assign(dataset=d) for d, g in rows.groupby("dataset", sort=False)])
-    public = ~rows["dataset"].isin(OURS)
-    views = [("all datasets, each weighted equally", per),
-             ("public datasets, each weighted equally", per[~per["dataset"].isin(OURS)]),
-             ("public datasets, every held-out cell weighted equally", None)]
-    for title, frame in views:
-        if frame is None:
-            pooled = summarize(rows[public], ("method",))
-        else:
-            pooled = frame.groupby("method", sort=False).agg(
-                datasets=("dataset", "nunique"), n=("n", "sum"), **{c: (c, "mean") for c in SCORES}).reset_index()
-        print(f"\n## pooled: {title}")
-        print(format_summary(pooled))
+    print(format_scores(summarize(rows, ("method",), n_boot=n_boot)))
+    print(f"\n{name} by family:")
+    print(format_scores(summarize(rows, ("family", "method"), n_boot=n_boot)))
+    print(f"\n{name} by distance (joint e-folds beyond the fitted N and D ranges):")
+    print(format_scores(summarize(rows, ("distance_bin", "method"), n_boot=n_boot)))
+
+
+def print_pooled(rows: pd.DataFrame, n_boot: int = 2000) -> None:
+    """Pooled scores: every dataset weighted equally (over all datasets and over the public ones),
+    every held-out cell weighted equally over the public ones, then by family and by distance
+    with datasets weighted equally."""
+    from scalefit.evaluation.calibrate import format_scores, summarize
+
+    public = rows[~rows["dataset"].isin(OURS)]
+    views = [("all datasets, each weighted equally", rows, "dataset", ("method",)),
+             ("public datasets, each weighted equally", public, "dataset", ("method",)),
+             ("public datasets, every held-out cell weighted equally", public, None, ("method",)),
+             ("all datasets by family, each dataset weighted equally", rows, "dataset", ("family", "method")),
+             ("all datasets by distance, each dataset weighted equally", rows, "dataset", ("distance_bin", "method"))]
+    for title, frame, equal, by in views:
+        if frame.empty:
+            continue
+        print(f"\n## pooled: {title} ({frame['dataset'].nunique()} datasets)")
+        print(format_scores(summarize(frame, by, equal=equal, n_boot=n_boot)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=3000, help="draws per chain at most (scalefit fit's default)")
+    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--target-ess", type=int, default=400, help="the ESS stopping rule (0: every draw)")
     ap.add_argument("--config", type=Path, help="model config JSON")
     ap.add_argument("--only", action="append", help="dataset name (repeatable)")
-    ap.add_argument("--save", type=Path, help="write every scored row here (CSV)")
+    ap.add_argument("--save", type=Path, help=f"write every scored row here (default {RESULT}; a run restricted by "
+                    "--only or --families writes nothing unless --save is given, so it cannot clobber the full result)")
     ap.add_argument("--families", help="only these law families (e.g. ND), where a dataset has them")
-    ap.add_argument("--from-csv", type=Path, help="re-print the tables from rows saved by --save (no fitting)")
+    ap.add_argument("--n-boot", type=int, default=2000, help="cluster-bootstrap replicates of the pooled tables")
+    ap.add_argument("--from-csv", type=Path, help="re-print the tables from saved rows (no fitting)")
     args = ap.parse_args()
     if args.from_csv:
-        from scalefit.evaluation.calibrate import format_summary, summarize
-
         rows = pd.read_csv(args.from_csv)
+        if "distance_bin" not in rows:  # rows of the first harness: no noise-aware scores, no joint distance
+            print("(rows of the first harness: naive scores only)")
+            rows["distance_bin"] = "?"
         for name, g in rows.groupby("dataset", sort=False):
             print(f"\n## {name}")
-            print(format_summary(summarize(g, ("family", "method"))))
-        print_pooled(rows)
+            print_dataset(name, g, args.n_boot)
+        print_pooled(rows, args.n_boot)
         return
     from scalefit.inference.sampling import SamplerSettings
 
     import scalefit.fit.core  # noqa: F401  (import the model stack before any file can change under us)
     import scalefit.fit.predict  # noqa: F401
-    from scalefit.evaluation.calibrate import calibrate, format_summary, summarize
+    from scalefit.evaluation.calibrate import calibrate
     from scalefit.model.config import ModelConfig
     from scalefit.runs.table import load_runs
 
     config = ModelConfig.from_json(args.config.read_text()) if args.config else ModelConfig()
-    settings = SamplerSettings(draws=args.draws, tune=args.tune, seed=0)
-    all_rows, per_dataset = [], []
+    settings = SamplerSettings(draws=args.draws, tune=args.tune, target_ess=args.target_ess or None, seed=0)
+    all_rows = []
     for name, path, option_sets, families, prefilter in DATASETS:
         if args.only and name not in args.only:
             continue
@@ -122,19 +144,23 @@ def main() -> None:
             continue
         rows = pd.concat(frames, ignore_index=True)
         all_rows.append(rows)
-        n_unbr = int((~rows.loc[rows["method"] == "model", "bracketed"]).sum())
-        print(f"\n## {name}: {n_fits} fits ({n_conv} converged), "
-              f"{int((rows['method'] == 'model').sum())} held-out predictions, {n_unbr} unbracketed (not scored), "
+        model = rows[rows["method"] == "model"]
+        n_unbr = int((~model["bracketed"].astype(bool)).sum())
+        print(f"\n## {name}: {n_fits} fits ({n_conv} converged), {len(model)} held-out predictions of "
+              f"{model['cell_label'].nunique()} cells, {n_unbr} unbracketed (not scored), "
               f"{time.perf_counter() - t0:.0f} s")
-        print(format_summary(summarize(rows, ("family", "method"))))
-        per_dataset.append(summarize(rows, ("method",)).assign(dataset=name))
-    if not per_dataset:
+        print_dataset(name, rows, args.n_boot)
+    if not all_rows:
         return
     rows = pd.concat(all_rows, ignore_index=True)
-    print_pooled(rows)
-    if args.save:
-        rows.to_csv(args.save, index=False)
-        print(f"rows saved to {args.save}")
+    print_pooled(rows, args.n_boot)
+    save = args.save or (None if args.only or args.families else RESULT)
+    if save is None:
+        print(f"partial run: rows not saved (pass --save to keep them; {RESULT} is the full run's)")
+        return
+    save.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(save, index=False)
+    print(f"rows saved to {save}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@
 #
 # The seed paper (arXiv:2606.29158) explains the upward curvature of the optimal LR by the weight
 # norm equilibrating slowly when the LR is small (AdamW timescale 1/(2 lr wd) steps). cpu_ladder_v1
-# ends every run inside that transient. `data/cpu_ladder_v2_h100` (the `cpu` ladder, collected on a lent H100) adds the other side: the same five
+# ends every run inside that transient. `data/cpu_ladder_v2_h100` (the `cpu` ladder, collected on an NVIDIA H100) adds the other side: the same five
 # sizes with weight decay 1.0 at 1M / 2M / 4M tokens, next to v1's own runs (wd 0.1 at 0.5M / 1M /
 # 2M, re-collected on the same device), plus AdamH at 2M. This notebook
 #

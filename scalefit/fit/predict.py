@@ -20,7 +20,7 @@ from scalefit.model.valley import valley_rise
 
 __all__ = ["Prediction", "predict", "target_draws", "fit_target_draws", "nominal_log_lr_draws", "law_z", "law_draws",
            "walk_context", "check_batch_size", "expected_loss", "decide", "continue_walk", "posterior_scalars",
-           "posterior_vector"]
+           "posterior_vector", "target_valley_draws"]
 
 DEFAULT_PROBS = (0.5, 0.9, 0.95)
 INTERVAL_KIND = "ETI"
@@ -369,6 +369,54 @@ def fit_target_draws(fit, n_params: float, n_tokens: float, seed: int = 0, batch
     walk = walk_context(fit) if hasattr(fit, "table") else None
     return target_draws(fit.posterior, fit.std, fit.config, n_params, n_tokens, seed=seed,
                         batch_size=batch_size, walk=walk) | {"batch_size": batch_size}
+
+
+def target_valley_draws(fit, n_params: float, n_tokens: float, seed: int = 0,
+                        batch_size: float | None = None) -> dict:
+    """Per posterior draw: the target cell's whole predictive valley, in natural units.
+
+    The optimum, width and asymmetry are `fit_target_draws`'s (the same seed gives the same
+    optimum draws as `predict` and `nominal_log_lr_draws`); the floor and the noise follow the
+    model (`scalefit.model.graph`): a new cell's floor L ~ Normal(f0 + f_N z_N + f_D z_D, floor_sd)
+    and its noise log sigma = n0 + n_N z_N + n_D z_D. Everything is mapped back from the model's
+    standardized units: ln LR = x + x_center, loss = y y_scale + y_center.
+
+    Parameters
+    ----------
+    fit : scalefit.fit.core.Fit
+        The fit.
+    n_params, n_tokens : float
+        The target scale.
+    seed : int, default 0
+        Seed of the target's new-cell random effects (the floor has its own stream).
+    batch_size : float, optional
+        Tokens per step at the target.
+
+    Returns
+    -------
+    dict
+        ``optimum`` (ln LR in the fitted LR space: effective LR for an effective-LR fit),
+        ``log_width`` (ln of the width A in loss units: the mean loss rise one nat of LR off the
+        optimum), ``asymmetry`` (LINEX k per nat, None for a quadratic valley), ``floor`` (loss),
+        ``noise`` (the Student-t scale of one run, loss units), ``nu`` (its degrees of freedom)
+        and ``batch_size``; one value per draw.
+
+    Raises
+    ------
+    ValueError
+        When the batch size does not fit the law (see `check_batch_size`).
+    """
+    std = fit.std
+    draws = fit_target_draws(fit, n_params, n_tokens, seed=seed, batch_size=batch_size)
+    post = {k: np.asarray(v).reshape(-1) for k, v in posterior_scalars(fit.posterior).items()}
+    z_n, z_d = float(std.z("N", n_params)), float(std.z("D", n_tokens))
+    floor_rng = np.random.default_rng([seed, 2])  # its own stream: the optimum draws do not move with it
+    floor = (post["floor_intercept"] + post["floor_slope_N"] * z_n + post["floor_slope_D"] * z_d
+             + post["floor_sd"] * floor_rng.standard_normal(len(post["floor_intercept"])))
+    log_noise = post["log_noise_mean"] + post["log_noise_slope_N"] * z_n + post["log_noise_slope_D"] * z_d
+    return {"optimum": draws["m"] + std.x_center, "log_width": np.log(draws["width"]) + np.log(std.y_scale),
+            "asymmetry": draws["asymmetry"], "floor": floor * std.y_scale + std.y_center,
+            "noise": np.exp(log_noise) * std.y_scale, "nu": float(fit.config.nu), "batch_size": draws["batch_size"]}
 
 
 def nominal_log_lr_draws(fit, n_params: float, n_tokens: float, seed: int = 0,

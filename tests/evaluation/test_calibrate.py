@@ -93,14 +93,14 @@ def test_calibrate_cli_end_to_end(tmp_path, capsys):
                  "--no-progress", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = pd.DataFrame(out["rows"])
-    assert len(out["fits"]) == 2 and len(rows) == 3 * 3  # (2 + 1) held-out cells x 3 methods
+    assert len(out["fits"]) == 2 and len(rows) == 3 * 5  # (2 + 1) held-out cells x 5 methods
     model = rows[rows["method"] == "model"]
     assert model["cover90"].all()
     true_lr = known.loc[model["n_params"].astype(int)].to_numpy()
     assert np.abs(np.log10(model["truth_lr"].to_numpy() / true_lr)).max() < 0.1
     assert ((model["lr_lo90"] < true_lr) & (true_lr < model["lr_hi90"])).all()
     summary = {r["method"]: r for r in out["summary"]}
-    assert set(summary) == {"model", "point", "bootstrap"}
+    assert set(summary) == {"model", "point", "point_lattice", "ols_pi", "bootstrap"}
     assert summary["model"]["width90_dec"] > 0 and np.isfinite(summary["model"]["lpd"])
 
 

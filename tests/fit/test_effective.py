@@ -209,7 +209,7 @@ def test_transient_by_cell_reads_the_probe_columns():
     best = table.cells["best_lr"]
     np.testing.assert_allclose(out["best_lr"], best.loc[out.index], rtol=1e-9)  # grid rounds LRs to 10 digits
     np.testing.assert_allclose(out["timescale_steps"], 1.0 / (out["best_lr"] * 0.1), rtol=1e-12)
-    # smaller best LR (larger N) -> longer transient: the relation THEORY.md 3.4 builds on
+    # smaller best LR (larger N) -> longer transient: the relation of docs/theory.md, "The equilibration number"
     order = np.argsort(out["best_lr"].to_numpy())
     assert out["transient_frac"].to_numpy()[order][0] >= out["transient_frac"].to_numpy()[order][-1]
 

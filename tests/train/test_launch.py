@@ -19,7 +19,7 @@ from scalefit.runs.harvest import collect_runs  # noqa: E402
 from scalefit.grids.spec import load_spec  # noqa: E402
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
-# DESIGN.md "Stack facts": `--cpu --num_processes 2` starts ONE process; this starts two (gloo).
+# Accelerate 1.15: `--cpu --num_processes 2` starts ONE process; this starts two (gloo).
 LAUNCH = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
           str(REPO / "runners" / "train_grid.py")]

@@ -65,7 +65,7 @@ from scalefit.model.law import fit_law_axes
 from scalefit.inference.sampling import SamplerSettings
 
 __all__ = ["calibrate", "Calibration", "Chain", "chains", "summarize", "format_summary", "format_scores",
-           "method_records", "sweep_optimum", "distance_efolds", "bootstrap_draws", "interval_score",
+           "method_records", "scored_rows", "sweep_optimum", "distance_efolds", "bootstrap_draws", "interval_score",
            "lattice_point", "FAMILIES", "METHODS", "ALPHA", "SCORES"]
 
 FAMILIES = ("N", "D", "ND")

@@ -237,7 +237,8 @@ def score_table(rows: pd.DataFrame, scores: Sequence[str], by: Sequence[str] = (
     out = []
     groups = rows.groupby(list(by), sort=False, dropna=False) if by else [((), rows)]
     for key, g in groups:
-        cells = g[keys].astype(str).agg("|".join, axis=1)
+        labels = g[keys].astype(object)
+        cells = labels.where(labels.notna(), "").astype(str).agg("|".join, axis=1)  # NaN keys (an empty subset read back) as ""
         rec = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         rec |= {"n_rows": int(len(g)), "n_cells": int(cells.nunique())}
         for score in scores:

@@ -37,7 +37,26 @@ from scalefit.grids import brackets, store
 from scalefit.grids.spec import GridSpec, Run, SpecError, load_spec
 from scalefit.runs.schema import LEGACY_RUNS_DIR, runs_root
 
-__all__ = ["all_runs", "write_plan", "exit_with_launcher", "run_worker", "main"]
+__all__ = ["all_runs", "write_plan", "exit_with_launcher", "run_worker", "main", "say"]
+
+
+def say(*parts, file=None, flush: bool = True, sep: str = " ") -> None:
+    """`print` that writes each line in one call: several workers share one stdout pipe, and with
+    unbuffered output (``PYTHONUNBUFFERED``) print's separate newline lets their lines interleave.
+
+    Parameters
+    ----------
+    *parts
+        What to print, joined by `sep`.
+    file : text stream, optional
+        Default ``sys.stdout``.
+    flush : bool, default True
+    sep : str, default " "
+    """
+    stream = file or sys.stdout
+    stream.write(sep.join(map(str, parts)) + "\n")
+    if flush:
+        stream.flush()
 
 
 def _fmt_s(s: float) -> str:
@@ -218,7 +237,7 @@ def _extend(spec: GridSpec, out: Path, acc, *, ddp: bool, log) -> bool:
 
 
 def run_worker(spec: GridSpec, out: Path, acc, *, ddp: bool = False, progress: bool = False,
-               retry_failed: bool = False, trackers=(), log=print) -> dict:
+               retry_failed: bool = False, trackers=(), log=say) -> dict:
     """Train every run this process can claim; returns {run_id: status} for the runs it trained.
 
     Walks the runs in claim order, trains each one it claims, and when a pass finds nothing left,

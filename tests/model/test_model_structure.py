@@ -218,7 +218,7 @@ def test_discrepancy_walk_positions_and_continuation():
     """The walk visits each distinct ln N once (cells sharing N share it); beyond the data the
     continued walk spreads like kappa sqrt(distance); between fitted points it is a bridge."""
     from scalefit.model.law import walk_positions
-    from scalefit.fit.predict import _continue_walk
+    from scalefit.fit.predict import continue_walk
 
     index, step = walk_positions(np.array([1e6, 4e6, 1e6, 16e6]))
     assert index.tolist() == [0, 1, 0, 2] and step == pytest.approx(np.sqrt([np.log(4), np.log(4)]))
@@ -227,12 +227,12 @@ def test_discrepancy_walk_positions_and_continuation():
     values = np.zeros((n, 2))
     kappa = np.full(n, 0.2)
     positions = np.array([0.0, 1.0])
-    near = _continue_walk(values, positions, kappa, 2.0, rng)  # one e-fold beyond
-    far = _continue_walk(values, positions, kappa, 5.0, rng)  # four e-folds beyond
-    mid = _continue_walk(values, positions, kappa, 0.5, rng)  # bridge midpoint
+    near = continue_walk(values, positions, kappa, 2.0, rng)  # one e-fold beyond
+    far = continue_walk(values, positions, kappa, 5.0, rng)  # four e-folds beyond
+    mid = continue_walk(values, positions, kappa, 0.5, rng)  # bridge midpoint
     assert np.std(near) == pytest.approx(0.2, rel=0.02) and np.std(far) == pytest.approx(0.4, rel=0.02)
     assert np.std(mid) == pytest.approx(0.2 * np.sqrt(0.25), rel=0.02)
-    assert np.all(_continue_walk(values + 3.0, positions, kappa, 1.0, rng) == 3.0)  # at a fitted point
+    assert np.all(continue_walk(values + 3.0, positions, kappa, 1.0, rng) == 3.0)  # at a fitted point
 
 
 def test_baseline_recovers_exact_log_linear_law():

@@ -10,9 +10,11 @@ the model can represent. Each world combines:
 
 - valley templates from real sweeps: per cell of the public sweeps in ../shared/data (StepLaw MoE,
   Marin Qwen3, Marin AdamW, both Hyperball sets), its valley width (the mean loss rise one nat of LR
-  either side of its optimum), its asymmetry (rise one nat above over rise one nat below), its
-  run-to-run noise (seed sd where LRs repeat, else the residual sd of a LINEX fit), its LR grid
-  relative to its optimum, its seed counts and where above the optimum it diverged. Without
+  either side of its optimum) and asymmetry (rise one nat above over rise one nat below; fitted
+  from 5 or more finished LRs, shrunk towards the model's prior mean), its run-to-run noise (the
+  seed sd where LRs repeat, else the residual sd of a LINEX fit, pooled over the dataset's sweeps
+  where a sweep leaves fewer than 3 degrees of freedom), its LR grid relative to its optimum, its
+  seed counts and where above the optimum it diverged. Without
   ../shared the bundled data/cpu_ladder_v1 sweeps are the only templates, and the output says so.
   A world draws one dataset (one lab's sweep style) and a template from it per cell;
 - a known law for ln LR*(N, D), with u = ln(N / 1e8) and w = ln(D / N / 20),
@@ -35,7 +37,8 @@ adds smaller models to the same sweeps. Each is fitted with ``ModelConfig(axis="
 target cell's latent optimum (its law value plus its own deviation): coverage of the 50% and 90%
 equal-tailed intervals, the 90% width in decades, |log10 error| of the posterior median, the 90%
 interval score (decades; Gneiting & Raftery 2007), and beside them the |log10 error| of the
-two-stage log-linear point fit (``fit.baseline``).
+two-stage log-linear point fit: the fit's own (``fit.baseline``, what ``Prediction.baseline_lr``
+reports) and the same fit in ln N alone.
 
 How to read it
 --------------
@@ -44,22 +47,28 @@ cluster-bootstrap intervals (each world one cluster; ``scalefit.evaluation.pooli
 intervals cover about 90% and 50%; coverage well below at 30x-100x with narrow widths means the
 discrepancy walk does not widen the interval enough for bends of this size. The interval score
 rewards narrow intervals and punishes misses by 20x the miss, so it ranks "honest and narrow"
-first. ``|err| base`` against ``|err| model`` says whether the posterior median beats the usual
-point fit. Rows also record each fit's divergences and r-hat (``diverging``, ``max_rhat``).
+first. ``|err| base`` and ``|err| base N`` against ``|err| model`` say whether the posterior median
+beats the usual point fit. On a ladder ln D - ln N is constant up to the rounding of D to whole
+tokens, so the joint (ND) baseline's least-squares design is singular up to that rounding and its
+``|err| base`` can be far off; ``|err| base N`` is the well-posed fit in ln N. A second table gives
+the sampler's diagnostics per fit axis and ladder and per template dataset (rows record each fit's
+divergences and r-hat as ``diverging`` and ``max_rhat``).
 
 Cost
 ----
-A fit of a 3-6 cell ladder takes about 5-20 s on 2 cores once compiled (about 1-2 min per law
-axis the first time; the compiled model is cached on disk under ``SCALEFIT_CACHE``). The default
-run, 40 worlds x 3 ladders x 2 axes = 240 fits, takes about 30-45 min on 2 cores; ``--worlds 3
---cells 3`` takes about 1-2 min. By default each fit makes one sampling attempt at the package's
-first acceptance level and is scored whatever its divergences (recorded per row);
-``--retries`` uses the package's full attempt order instead (the ``scalefit fit`` default), at
-2-4x the time.
+At the default 500 tuning and at most 500 kept draws per chain, a fit of a 3-6 cell ladder takes
+about 5-35 s on 2 cores once compiled (median about 15-20 s; worlds with Marin AdamW templates,
+3 finished LRs a cell, take the longest and often do not converge). Compiling takes about 1-2 min
+per law axis the first time; the compiled model is cached on disk under ``SCALEFIT_CACHE``. The
+default run, 20 worlds x 3 ladders x 2 axes = 120 fits, takes about 30-40 min on 2 cores;
+``--worlds 40`` twice that; ``--worlds 3 --cells 3`` about 2-3 min. Each fit makes one sampling
+attempt at the package's first acceptance level and is scored whatever its divergences (recorded
+per row); ``--retries`` uses the package's full attempt order instead (the ``scalefit fit``
+default), at 2-4x the time.
 
 Usage
 -----
-    python benchmarks/semi_synthetic.py                       # 40 worlds, ladders 3 4 6
+    python benchmarks/semi_synthetic.py                       # 20 worlds, ladders 3 4 6
     python benchmarks/semi_synthetic.py --worlds 3 --cells 3  # a quick look
     python benchmarks/semi_synthetic.py --from-csv benchmarks/results/semi_synthetic.csv
 
@@ -90,6 +99,7 @@ ASYM_REF = 0.5  # LINEX asymmetry assumed where a sweep is too short to measure 
 MIN_NOISE_TO_WIDTH = 0.01  # noise estimates below this share of the width are raised to it
 MIN_NOISE_DOF = 3  # a sweep's own noise estimate needs this many degrees of freedom
 FLOOR_DROP = 0.2  # loss floor: F0 + FLOOR_DROP ((N / N_MAX)^-0.3 - 1)
+LOG10 = np.log(10.0)
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -151,31 +161,31 @@ def pair_rise(d, p: float, q: float):
     return g(d) / (0.5 * (g(1.0) + g(-1.0)))
 
 
-def pair_high_rate(asymmetry: float, p: float) -> float:
-    """The high-side rate q that gives the exponential pair the asymmetry `asymmetry` at rate p.
+def pair_rates(asymmetry: float, rate: float) -> tuple[float, float]:
+    """The exponential pair's rates (p, q) with the given asymmetry, the shallower side at `rate`.
 
     Parameters
     ----------
     asymmetry : float
-        Rise one nat above over rise one nat below (> 0).
-    p : float
-        The low side's rate.
+        Rise one nat above over rise one nat below (> 0; > 1: the high side is steeper).
+    rate : float
+        The shallower side's rate (the low side's when `asymmetry` >= 1, else the high side's).
 
     Returns
     -------
-    float
-        q, clipped to [1e-3, 20].
+    tuple of (float, float)
+        p and q; the steeper side's rate is clipped to [rate, 20].
     """
-    def ratio(q):
-        r = pair_rise(np.array([1.0, -1.0]), p, q)
-        return np.log(r[0] / r[1]) - np.log(asymmetry)
+    if np.isclose(asymmetry, 1.0):
+        return rate, rate
+    target = np.log(max(asymmetry, 1.0 / asymmetry))
 
-    lo, hi = 1e-3, 20.0
-    if ratio(lo) >= 0:
-        return lo
-    if ratio(hi) <= 0:
-        return hi
-    return float(brentq(ratio, lo, hi, xtol=1e-8))
+    def gap(steep):
+        r = pair_rise(np.array([1.0, -1.0]), rate, steep)  # steeper high side: ratio >= 1
+        return np.log(r[0] / r[1]) - target
+
+    steep = 20.0 if gap(20.0) <= 0 else float(brentq(gap, rate, 20.0, xtol=1e-10))
+    return (rate, steep) if asymmetry >= 1 else (steep, rate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,7 +580,7 @@ class World:
     offsets : numpy.ndarray
         Each ladder cell's grid offset from its true optimum, nats.
     low_rates : numpy.ndarray
-        Each ladder cell's low-side rate p of the exponential-pair valley.
+        Each ladder cell's exponential-pair rate on its valley's shallower side.
     multiples : tuple of float
         Targets' N over N_MAX.
     target_deviations : numpy.ndarray
@@ -624,7 +634,8 @@ def draw_world(index: int, templates: list[ValleyTemplate], seed: int = 0, max_c
     seed : int, default 0
         The benchmark's seed.
     max_cells : int, default 6
-        Cells of the longest ladder.
+        Cells of the longest ladder; the world has max(max_cells, 6), so worlds are the same for
+        any ladders of up to 6 cells.
     multiples : sequence of float, default MULTIPLES
         Targets' N over the largest fitted N.
 
@@ -646,14 +657,17 @@ def draw_world(index: int, templates: list[ValleyTemplate], seed: int = 0, max_c
         softness=float(rng.uniform(0.5, 1.5)),
     )
     scale = float(rng.uniform(0.05, 0.1))
+    max_cells = max(int(max_cells), 6)
     picks = tuple(pool[i] for i in rng.integers(len(pool), size=max_cells))
     offsets = []
     for t in picks:
         lo, hi = t.ok_range
         margin = min(0.05, 0.25 * (hi - lo))
         half = 0.5 * t.step
-        # the optimum stays inside the finished part of the grid: lo + o < 0 < hi + o
-        offsets.append(float(np.clip(rng.uniform(-half, half), -hi + margin, -lo - margin)))
+        # the optimum stays inside the finished part of the grid (lo + o < 0 < hi + o), and the
+        # highest finished LR does not move past the divergence threshold
+        upper = min(-lo - margin, t.diverge_above - hi - 1e-6)
+        offsets.append(float(np.clip(rng.uniform(-half, half), -hi + margin, upper)))
     return World(
         index=index, law=law, tokens_per_param=float(np.exp(rng.uniform(np.log(10.0), np.log(100.0)))),
         deviation_scale=scale, dataset=dataset,
@@ -673,7 +687,8 @@ def simulate_sweep(template: ValleyTemplate, log_lr_opt: float, floor: float, of
     The template's relative grid is placed at ``log_lr_opt + offset``; every LR gets the
     template's seed count; the loss is ``floor + width * pair_rise(ln lr - log_lr_opt)`` plus
     Gaussian noise of the template's sd, with the exponential pair's rates set to match the
-    template's asymmetry; LRs more than the template's `diverge_above` above the optimum diverge.
+    template's asymmetry (`pair_rates`); LRs more than the template's `diverge_above` above the
+    optimum diverge.
 
     Parameters
     ----------
@@ -686,7 +701,7 @@ def simulate_sweep(template: ValleyTemplate, log_lr_opt: float, floor: float, of
     offset : float
         The grid's offset from the optimum, nats.
     low_rate : float
-        The exponential pair's low-side rate p.
+        The exponential pair's rate on the valley's shallower side (`pair_rates`).
     rng : numpy.random.Generator
         Source of the noise.
 
@@ -695,12 +710,12 @@ def simulate_sweep(template: ValleyTemplate, log_lr_opt: float, floor: float, of
     pandas.DataFrame
         Columns lr, seed, final_loss (NaN where diverged), status.
     """
-    q = pair_high_rate(template.asymmetry, low_rate)
+    p, q = pair_rates(template.asymmetry, low_rate)
     rows = []
     for rel, count in zip(template.rel_log_lr, template.counts):
         d = rel + offset
         diverged = d > template.diverge_above
-        mean = floor + template.width * float(pair_rise(d, low_rate, q))
+        mean = floor + template.width * float(pair_rise(d, p, q))
         for s in range(int(count)):
             loss = np.nan if diverged else mean + template.noise_sd * rng.standard_normal()
             rows.append({"lr": float(np.exp(log_lr_opt + d)), "seed": s, "final_loss": loss,
@@ -762,10 +777,13 @@ def score_world(world: World, runs: pd.DataFrame, n_cells: int, axis: str, setti
     -------
     list of dict
         One row per target: the world's law, the fit's diagnostics, `score_samples` of the
-        posterior-predictive ln LR* draws against the latent optimum, and the baseline's error.
+        posterior-predictive ln LR* draws against the latent optimum, and the errors of the
+        fit's own baseline (``baseline_*``) and of the log-linear baseline in ln N alone
+        (``baseline_n_*``).
     """
     from scalefit import ModelConfig, fit_runs, load_runs
     from scalefit.evaluation.scores import score_samples
+    from scalefit.fit.baseline import fit_baseline
     from scalefit.fit.predict import nominal_log_lr_draws
 
     law = world.law
@@ -785,23 +803,29 @@ def score_world(world: World, runs: pd.DataFrame, n_cells: int, axis: str, setti
     diag = {"fit_s": seconds, "diverging": conv.divergences, "max_rhat": conv.max_rhat,
             "min_ess_bulk": conv.min_ess_bulk, "converged": conv.converged,
             "attempts": fit.tree.attrs.get("attempts"), "error": ""}
+    # The two-stage log-linear fit along ln N alone: on a ladder at fixed tokens per parameter
+    # ln D = ln N + const, and the joint baseline's design is nearly collinear.
+    base_n = fit_baseline(table.runs, table.cells, ModelConfig(axis="N"))
     rows = []
     for r in targets.itertuples():
         draws = nominal_log_lr_draws(fit, r.n_params, r.n_tokens)
         s = score_samples(draws, r.true_log_lr)
         base = fit.baseline.predict_log_lr(r.n_params, r.n_tokens)
+        b_n = base_n.predict_log_lr(r.n_params, r.n_tokens)
         rows.append(head | diag | {
             "multiple": r.multiple, "n_params": r.n_params, "n_tokens": r.n_tokens,
             "true_log_lr": r.true_log_lr, "true_log_lr_law": r.true_log_lr_law,
             "median_log_lr": s["median"], "log10_err": s["log10_err"], "abs_log10_err": abs(s["log10_err"]),
             "cover50": s["cover50"], "cover90": s["cover90"], "width50_dec": s["width50_dec"],
             "width90_dec": s["width90_dec"], "interval_score": s["interval_score"], "pit": s["pit"],
-            "baseline_log_lr": base, "baseline_log10_err": (base - r.true_log_lr) / np.log(10),
-            "baseline_abs_log10_err": abs(base - r.true_log_lr) / np.log(10)})
+            "baseline_log_lr": base, "baseline_log10_err": (base - r.true_log_lr) / LOG10,
+            "baseline_abs_log10_err": abs(base - r.true_log_lr) / LOG10,
+            "baseline_n_log_lr": b_n, "baseline_n_abs_log10_err": abs(b_n - r.true_log_lr) / LOG10})
     return rows
 
 
-SCORES = ("cover90", "cover50", "width90_dec", "abs_log10_err", "baseline_abs_log10_err", "interval_score")
+SCORES = ("cover90", "cover50", "width90_dec", "abs_log10_err", "baseline_abs_log10_err",
+          "baseline_n_abs_log10_err", "interval_score")
 
 
 def summary_table(rows: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
@@ -810,22 +834,18 @@ def summary_table(rows: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     Parameters
     ----------
     rows : pandas.DataFrame
-        The scored rows (`score_world`); rows of failed fits are left out.
+        The scored rows of fits that ran (`score_world`).
     n_boot : int, default 2000
         Bootstrap replicates.
 
     Returns
     -------
     pandas.DataFrame
-        `scalefit.evaluation.pooling.score_table` of `SCORES`, plus the share of fits with
-        divergences.
+        `scalefit.evaluation.pooling.score_table` of `SCORES` (``n_cells`` there counts worlds).
     """
     from scalefit.evaluation.pooling import score_table
 
-    ok = rows[rows["error"].fillna("").eq("")] if "error" in rows else rows
-    ok = ok.assign(divergent=ok["diverging"] > 0)
-    table = score_table(ok, list(SCORES) + ["divergent"], by=("axis", "ladder", "multiple"), cluster=("world",),
-                        n_boot=n_boot)
+    table = score_table(rows, list(SCORES), by=("axis", "ladder", "multiple"), cluster=("world",), n_boot=n_boot)
     return table.sort_values(["axis", "ladder", "multiple"], ascending=[False, True, True])
 
 
@@ -842,49 +862,92 @@ def format_summary(table: pd.DataFrame) -> str:
     str
     """
     def ci(r, c, pct=False):
-        f = (lambda v: f"{100 * v:.0f}") if pct else (lambda v: f"{v:.3f}")
+        f = (lambda v: f"{100 * v:.0f}") if pct else (lambda v: f"{v:.2f}")
         return f"{f(r[c])} [{f(r[c + '_lo'])}, {f(r[c + '_hi'])}]"
 
-    head = (f"{'axis':>4} {'cells':>5} {'target':>6} {'worlds':>6}  {'cover90 %':>14} {'cover50 %':>14} "
-            f"{'width90 dec':>11} {'|err| model dec':>21} {'|err| base dec':>21} {'int. score dec':>21} {'div %':>5}")
+    head = (f"{'axis':>4} {'cells':>5} {'target':>6} {'worlds':>6} {'cover90 %':>14} {'cover50 %':>14} "
+            f"{'width90':>7} {'|err| model':>18} {'|err| base':>18} {'|err| base N':>18} {'int. score':>18}")
     lines = [head, "-" * len(head)]
     for _, r in table.iterrows():
         lines.append(
-            f"{r['axis']:>4} {int(r['ladder']):>5} {r['multiple']:>5.0f}x {int(r['n_cells']):>6}  "
-            f"{ci(r, 'cover90', True):>14} {ci(r, 'cover50', True):>14} {r['width90_dec_median']:>11.3f} "
-            f"{ci(r, 'abs_log10_err'):>21} {ci(r, 'baseline_abs_log10_err'):>21} {ci(r, 'interval_score'):>21} "
-            f"{100 * r['divergent']:>5.0f}")
+            f"{r['axis']:>4} {int(r['ladder']):>5} {r['multiple']:>5.0f}x {int(r['n_cells']):>6} "
+            f"{ci(r, 'cover90', True):>14} {ci(r, 'cover50', True):>14} {r['width90_dec_median']:>7.2f} "
+            f"{ci(r, 'abs_log10_err'):>18} {ci(r, 'baseline_abs_log10_err'):>18} "
+            f"{ci(r, 'baseline_n_abs_log10_err'):>18} {ci(r, 'interval_score'):>18}")
     return "\n".join(lines)
 
 
+def format_diagnostics(rows: pd.DataFrame) -> str:
+    """Per fit axis and ladder, and per template dataset: how the sampler did.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        The scored rows of fits that ran.
+
+    Returns
+    -------
+    str
+        Fits, the share with divergences, with r-hat above 1.01 and above 1.05, the median fit
+        time, and (per dataset) the 90% coverage at the farthest target.
+    """
+    fits = rows.drop_duplicates(["world", "ladder", "axis"]).copy()
+    far = rows[rows["multiple"] == rows["multiple"].max()].groupby("dataset")["cover90"].mean()
+
+    def agg(g):
+        return pd.Series({"fits": len(g), "divergent %": 100 * (g["diverging"] > 0).mean(),
+                          "rhat>1.01 %": 100 * (g["max_rhat"] > 1.01).mean(),
+                          "rhat>1.05 %": 100 * (g["max_rhat"] > 1.05).mean(), "median fit s": g["fit_s"].median()})
+
+    by_fit = fits.groupby(["axis", "ladder"]).apply(agg, include_groups=False).round(1)
+    by_data = fits.groupby("dataset").apply(agg, include_groups=False).round(1)
+    by_data[f"cover90 % at {rows['multiple'].max():.0f}x"] = (100 * far).round(0)
+    return by_fit.to_string() + "\n\n" + by_data.to_string()
+
+
 def print_results(rows: pd.DataFrame) -> None:
-    """Print the summary table and a note on failed fits."""
-    failed = rows["error"].fillna("").ne("") if "error" in rows else pd.Series(False, index=rows.index)
+    """Print the summary and diagnostics tables of scored rows, and which fits failed.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows from `score_world` (or read back from ``--save``).
+    """
+    if "templates" in rows and rows["templates"].notna().any():
+        print(rows["templates"].dropna().iloc[0])
+    errors = rows["error"] if "error" in rows else pd.Series("", index=rows.index)
+    failed = errors.astype(object).fillna("").astype(str).ne("")
     if failed.any():
         print(f"{rows.loc[failed, ['world', 'ladder', 'axis']].drop_duplicates().shape[0]} fits failed:")
         print(rows.loc[failed, ["world", "ladder", "axis", "error"]].drop_duplicates().to_string(index=False))
-    if (~failed).any():
-        print("width90 dec is the median over worlds; [..] are 90% cluster-bootstrap intervals over worlds;")
-        print("div % is the share of fits with divergences.\n")
-        print(format_summary(summary_table(rows[~failed])))
+    ok = rows[~failed]
+    if ok.empty:
+        return
+    print("\nScores against the target cell's latent optimum, pooled over worlds: mean [90% cluster-bootstrap")
+    print("interval over worlds]; errors, widths (median) and interval scores in decades of LR.")
+    print("|err| base: the fit's own two-stage log-linear baseline; |err| base N: the same in ln N alone.\n")
+    print(format_summary(summary_table(ok)))
+    print("\nSampler diagnostics\n")
+    print(format_diagnostics(ok))
 
 
 def main(argv=None) -> None:
     """Run the benchmark (see the module docstring), or re-print saved rows with ``--from-csv``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worlds", type=int, default=40, help="worlds to draw (default 40)")
+    ap.add_argument("--worlds", type=int, default=20, help="worlds to draw (default 20)")
     ap.add_argument("--cells", type=int, nargs="+", default=[3, 4, 6], help="ladder lengths (default 3 4 6)")
     ap.add_argument("--axes", nargs="+", default=["ND", "N"], choices=["ND", "N"], help="fit axes (default ND N)")
     ap.add_argument("--multiples", type=float, nargs="+", default=list(MULTIPLES),
                     help="targets' N over the largest fitted N (default 3 10 30 100)")
-    ap.add_argument("--draws", type=int, default=1000, help="draws per chain, at most (default 1000)")
-    ap.add_argument("--tune", type=int, default=1000, help="tuning draws per chain (default 1000)")
+    ap.add_argument("--draws", type=int, default=500, help="draws per chain, at most (default 500)")
+    ap.add_argument("--tune", type=int, default=500, help="tuning draws per chain (default 500)")
     ap.add_argument("--retries", action="store_true", help="the package's full attempt order after divergences")
     ap.add_argument("--seed", type=int, default=0, help="seed of the worlds (default 0)")
     ap.add_argument("--sources", default="auto", choices=["auto", "public", "bundled", "all"],
                     help="valley templates: public sweeps if present else bundled (auto), or a choice")
-    ap.add_argument("--save", type=Path, default=DEFAULT_SAVE, help=f"rows CSV (default {DEFAULT_SAVE.relative_to(REPO)})")
+    ap.add_argument("--save", type=Path, default=DEFAULT_SAVE,
+                    help=f"rows CSV (default {DEFAULT_SAVE.relative_to(REPO)})")
     ap.add_argument("--from-csv", type=Path, help="re-print the tables of saved rows (no fitting)")
     args = ap.parse_args(argv)
     if args.from_csv:
@@ -895,7 +958,8 @@ def main(argv=None) -> None:
 
     templates, note = template_library(args.sources)
     print(note)
-    lib = pd.DataFrame([{"dataset": t.dataset, "width": t.width, "asym": t.asymmetry, "noise/width": t.noise_sd / t.width,
+    lib = pd.DataFrame([{"dataset": t.dataset, "width": t.width, "asym": t.asymmetry,
+                         "noise/width": t.noise_sd / t.width,
                          "n_lr": t.rel_log_lr.size, "seeds": t.noise_source == "seeds"} for t in templates])
     print(lib.groupby("dataset").agg(templates=("width", "size"), median_width=("width", "median"),
                                      median_asym=("asym", "median"), median_noise_to_width=("noise/width", "median"),
@@ -911,12 +975,13 @@ def main(argv=None) -> None:
         for n_cells in cells:
             for axis in args.axes:
                 rows += score_world(world, runs, n_cells, axis, settings)
-        frame = pd.DataFrame(rows).assign(templates=note)
+        frame = pd.DataFrame(rows).assign(templates=note, draws=args.draws, tune=args.tune, retries=args.retries,
+                                          seed=args.seed)
         frame.to_csv(args.save, index=False)
         print(f"world {w + 1}/{args.worlds} ({world.dataset}, bend {world.law.bend:+.2f} at "
               f"{world.law.knee / N_MAX:.1f}x): {time.perf_counter() - t_start:.0f} s", flush=True)
-    print(f"\n{note}; {args.worlds} worlds, ladders {cells}, rows in {args.save}\n")
-    print_results(pd.DataFrame(rows))
+    print(f"\n{args.worlds} worlds, ladders {cells}, rows in {args.save}\n")
+    print_results(pd.DataFrame(rows).assign(templates=note))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from scalefit.runs.table import batch_swept
 from scalefit.model.config import AXIS_COLUMNS
 from scalefit.model.data import lr_column, run_weights
 
+RCOND = 1e-8  # singular values below this share of the largest are treated as zero
+
 __all__ = ["BaselineFit", "fit_baseline", "cell_vertex"]
 
 
@@ -130,5 +132,8 @@ def fit_baseline(runs: pd.DataFrame, cells: pd.DataFrame, config: ModelConfig, h
     columns = dict(AXIS_COLUMNS, B="batch_size")
     for axis in axes:
         design.append(np.log(cells.loc[vertices.index, columns[axis]].to_numpy(dtype=float)))
-    coef, *_ = np.linalg.lstsq(np.column_stack(design), vertices["log_lr_vertex"].to_numpy(), rcond=None)
+    # A relative cut-off: on a tokens-per-parameter ladder ln D - ln N is constant up to the rounding
+    # of D, a direction the data cannot see; the default (machine precision) fits noise along it
+    # with huge opposite slopes, and any target slightly off the ladder's ratio inherits them.
+    coef, *_ = np.linalg.lstsq(np.column_stack(design), vertices["log_lr_vertex"].to_numpy(), rcond=RCOND)
     return BaselineFit(axes=axes, coef=coef, vertices=vertices)

@@ -164,13 +164,6 @@ def draw_prior(priors: dict, rng: np.random.Generator) -> dict:
     }
 
 
-def _rise(d, k: float) -> np.ndarray:
-    """The model's normalized LINEX rise (the parabola where |k| is too small for it)."""
-    from scalefit.model.valley import valley_rise
-
-    return np.asarray(d, dtype=float) ** 2 if abs(k) < 1e-6 else valley_rise(np.asarray(d, dtype=float), k)
-
-
 def simulate(design: Design, params: dict, rng: np.random.Generator, nu: float = 4.0) -> tuple[pd.DataFrame, dict]:
     """A SYNTHETIC runs table from one prior draw, and the true values the fit is ranked against.
 
@@ -193,6 +186,8 @@ def simulate(design: Design, params: dict, rng: np.random.Generator, nu: float =
         ``target`` and ``cell_opt`` (ln LR* of the target and of the largest cell), the drawn
         slope, curvature, tau, kappa and asymmetry, and ``target_n`` (the target's N).
     """
+    from scalefit.evaluation.truth import rise
+
     log_n = np.log(design.n_params)
     u = log_n - log_n.mean()
     z = u / log_n.std()
@@ -209,7 +204,7 @@ def simulate(design: Design, params: dict, rng: np.random.Generator, nu: float =
     for s in range(design.n_cells):
         centre = a + design.grid_slope * u[s] + rng.uniform(-0.5, 0.5) * design.lr_spacing
         x = centre + design.lr_spacing * (np.arange(design.n_lrs) - (design.n_lrs - 1) / 2)
-        y = floor[s] + width[s] * _rise(x - opt[s], params["asymmetry"]) + noise[s] * rng.standard_t(nu, len(x))
+        y = floor[s] + width[s] * rise(x - opt[s], params["asymmetry"]) + noise[s] * rng.standard_t(nu, len(x))
         for xi, yi in zip(x, y):
             rows.append({"n_params": int(round(design.n_params[s])), "n_tokens": int(design.n_tokens),
                          "batch_size": 65536, "lr": float(np.exp(xi)), "weight_decay": 0.1, "optimizer": "synthetic",

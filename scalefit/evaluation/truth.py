@@ -22,7 +22,7 @@ import pandas as pd
 
 from scalefit.model.valley import valley_rise
 
-__all__ = ["Sweep", "vertex_optimum", "ValleyDraws", "simulate_sweeps", "predictive_measured_optima",
+__all__ = ["rise", "Sweep", "vertex_optimum", "ValleyDraws", "simulate_sweeps", "predictive_measured_optima",
            "noise_floor", "bootstrap_vertex_sd", "local_window", "local_quadratic"]
 
 _ASYM_EPS = 1e-6  # below this |k| the LINEX form cancels badly; its limit is the parabola
@@ -232,15 +232,29 @@ class ValleyDraws:
         """
         d = np.asarray(log_lr, dtype=float)[None, :] - self._column(self.optimum)
         k = None if self.asymmetry is None else self._column(self.asymmetry)
-        return self._column(self.floor) + self._column(self.width) * _rise(d, k)
+        return self._column(self.floor) + self._column(self.width) * rise(d, k)
 
     def _column(self, value) -> np.ndarray:
         """A per-draw value (or a shared scalar) as a column, shape (n_draws, 1)."""
         return np.broadcast_to(np.asarray(value, dtype=float), (len(self),))[:, None]
 
 
-def _rise(d: np.ndarray, k) -> np.ndarray:
-    """`valley_rise`, with the symmetric limit where |k| is too small for the LINEX form."""
+def rise(d, k) -> np.ndarray:
+    """The model's valley rise in NumPy, with the symmetric limit where |k| is too small for LINEX.
+
+    Parameters
+    ----------
+    d : array_like
+        Distance from the optimum, nats of LR.
+    k : float, array_like or None
+        Asymmetry (k > 0: the high-LR side is steeper); None or |k| < 1e-6 is the parabola.
+
+    Returns
+    -------
+    numpy.ndarray
+        `scalefit.model.valley.valley_rise` of `d`, finite for every k.
+    """
+    d = np.asarray(d, dtype=float)
     if k is None:
         return valley_rise(d)
     k = np.broadcast_to(k, d.shape)
